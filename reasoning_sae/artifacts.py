@@ -1,0 +1,136 @@
+"""What every stage shares: its output directory, atomic writes, provenance, and skipping when nothing changed.
+
+A stage's output lives in `artifacts/<experiment>/<stage>/`. It is built in a temporary sibling directory and
+swapped in only when complete, so an interrupted run never leaves a half-written artifact. Beside the outputs,
+`config.yaml` holds the resolved config and `meta.json` the provenance: fingerprint (of the stage's config
+keys, its inputs and the package version), git commit, lock-file hash, seeds and timings.
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_sae import __version__
+
+log = logging.getLogger(__name__)
+META = "meta.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage_dir(cfg: DictConfig, stage: str) -> Path:
+    return Path(cfg.paths.artifacts) / cfg.experiment_name / stage
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def path_fingerprint(path: str | Path) -> str:
+    """Upstream artifact: its recorded fingerprint; a file: its content hash; a directory: names, sizes, mtimes."""
+    path = Path(path)
+    if (path / META).is_file():
+        return json.loads((path / META).read_text())["fingerprint"]
+    if path.is_file():
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    if path.is_dir():
+        entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*"))
+        return _sha256(json.dumps(entries).encode())
+    return "absent"
+
+
+def fingerprint(cfg: DictConfig, keys: Iterable[str], inputs: dict[str, str]) -> str:
+    config = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys}
+    blob = json.dumps({"config": config, "inputs": inputs, "version": __version__}, sort_keys=True, default=str)
+    return _sha256(blob.encode())
+
+
+def up_to_date(out_dir: Path, fp: str) -> bool:
+    meta = out_dir / META
+    return meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == fp
+
+
+def git_commit() -> str | None:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    return None
+
+
+def lock_hash() -> str | None:
+    lock = REPO_ROOT / "requirements.lock"
+    return _sha256(lock.read_bytes()) if lock.is_file() else None
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path):
+    """Yield a temporary directory beside `final`; on success it replaces `final`, on error it is removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def run_stage(
+    cfg: DictConfig,
+    stage: str,
+    keys: Iterable[str],
+    inputs: dict[str, str],
+    build: Callable[[Path], dict | None],
+) -> Path:
+    """Build `stage` into its artifact directory unless an identical build (same fingerprint) is there."""
+    keys = tuple(keys)
+    out = stage_dir(cfg, stage)
+    fp = fingerprint(cfg, keys, inputs)
+    if not cfg.get("force", False) and up_to_date(out, fp):
+        log.info("%s: up to date (%s), skipped", stage, out)
+        return out
+    start = time.time()
+    with atomic_dir(out) as tmp:
+        summary = build(tmp) or {}
+        (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_json(tmp / META, {
+            "stage": stage,
+            "fingerprint": fp,
+            "config_keys": list(keys),
+            "inputs": inputs,
+            "package_version": __version__,
+            "git_commit": git_commit(),
+            "lock_sha256": lock_hash(),
+            "seed": cfg.get("seed"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.time() - start, 2),
+            "summary": summary,
+        })
+    log.info("%s: wrote %s in %.1f s", stage, out, time.time() - start)
+    return out

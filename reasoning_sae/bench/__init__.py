@@ -1,0 +1,1 @@
+"""Speed benchmarks (`make bench`): each prints a ratio against a named baseline."""

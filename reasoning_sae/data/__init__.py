@@ -1,0 +1,1 @@
+"""Corpora: demo generator, sources in hub schemas, chat formatting and sequence packing."""

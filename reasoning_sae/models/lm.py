@@ -1,0 +1,140 @@
+"""`LanguageModel`: a transformers causal LM plus its tokenizer, with early-stopped activation reads."""
+
+from collections.abc import Sequence
+
+import torch
+
+from reasoning_sae.errors import UserError
+from reasoning_sae.models.config import ModelConfig, model_config
+from reasoning_sae.models.hooks import HookPoint, parse_hook
+from reasoning_sae.models.loading import load_hf
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the deepest requested layer has run, so later layers and the LM head never do."""
+
+
+def _hidden(output) -> torch.Tensor:
+    # Decoder layers return a tensor in transformers >= 4.56 and a tuple before.
+    return output[0] if isinstance(output, tuple) else output
+
+
+class LanguageModel:
+    """The underlying objects stay public (`.model`, `.tokenizer`); this class adds what the stages share."""
+
+    def __init__(self, model, tokenizer, config: ModelConfig):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self._check_shape()
+
+    @property
+    def layers(self) -> torch.nn.ModuleList:
+        return self.model.base_model.layers
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def d_model(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self.config.bos_token_id if self.config.bos_token_id is not None else self.tokenizer.bos_token_id
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.config.eos_token_id if self.config.eos_token_id is not None else self.tokenizer.eos_token_id
+
+    def _check_shape(self) -> None:
+        for key, actual in (("n_layers", self.n_layers), ("d_model", self.d_model)):
+            expected = getattr(self.config, key)
+            if expected is not None and expected != actual:
+                raise UserError(
+                    f"model {self.config.name!r} has {key}={actual} but its config says {expected}: fix model.{key}"
+                )
+
+    def hook_point(self, hook: str) -> HookPoint:
+        return parse_hook(hook, self.n_layers)
+
+    @torch.inference_mode()
+    def activations(
+        self,
+        token_ids: torch.Tensor | Sequence,
+        hook: str | Sequence[str] = "blocks.0.hook_resid_post",
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Residual-stream activations [batch, seq, d_model] at `hook` (a dict by name for several hooks),
+        from one forward pass that stops after the deepest layer needed."""
+        points = [self.hook_point(h) for h in ([hook] if isinstance(hook, str) else hook)]
+        ids_BS = torch.as_tensor(token_ids, device=self.device)
+        ids_BS = ids_BS.unsqueeze(0) if ids_BS.dim() == 1 else ids_BS
+        captured: dict[str, torch.Tensor] = {}
+        handles = [self._capture(p, captured) for p in points]
+        handles.append(self._stopper(max(p.last_layer_needed for p in points)))
+        try:
+            self.model.base_model(input_ids=ids_BS, attention_mask=attention_mask, use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return captured[points[0].name] if isinstance(hook, str) else {p.name: captured[p.name] for p in points}
+
+    def _capture(self, point: HookPoint, into: dict):
+        layer = self.layers[point.layer]
+        if point.kind == "hook_resid_post":
+            return layer.register_forward_hook(lambda _m, _a, out: into.__setitem__(point.name, _hidden(out)))
+
+        def pre(_m, args, kwargs):
+            into[point.name] = args[0] if args else kwargs["hidden_states"]
+
+        return layer.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def _stopper(self, last_layer: int):
+        # Registered after the capture hooks, so on the same layer it fires after they have stored the output.
+        def stop(*_):
+            raise _StopForward
+
+        if last_layer < 0:
+            return self.layers[0].register_forward_pre_hook(stop)
+        return self.layers[last_layer].register_forward_hook(stop)
+
+    def chat_prompt(self, user: str, system: str | None = None) -> str:
+        """The generation prompt for one user message, in the model's own chat template."""
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 256, chat: bool = True, **kwargs) -> list[str]:
+        """Completions for a batch of prompts (greedy unless sampling kwargs say otherwise)."""
+        texts = [self.chat_prompt(p) if chat else p for p in prompts]
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(self.device)
+        kwargs.setdefault("do_sample", False)
+        out = self.model.generate(
+            **batch, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **kwargs
+        )
+        return self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def load_lm(model: "str | ModelConfig | dict" = "smollm2-135m-instruct", **overrides) -> LanguageModel:
+    """Load a model by alias, hub id (pinned revision from conf/model when known), local dir or .gguf path.
+
+    Keyword overrides set any ModelConfig field, e.g. `load_lm("org/name", revision="abc", dtype="bfloat16")`.
+    """
+    cfg = model_config(model, **overrides)
+    hf_model, tokenizer = load_hf(cfg)
+    return LanguageModel(hf_model, tokenizer, cfg)

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from reasoning_sae import UserError, load_lm
+from reasoning_sae.models import LanguageModel
+
+
+def _hidden_states(lm: LanguageModel, ids):
+    with torch.no_grad():
+        return lm.model(ids, output_hidden_states=True).hidden_states
+
+
+@pytest.fixture(scope="module")
+def ids(smollm2):
+    text = "Okay, so I need to find x. Wait, 7 times 8 is 56, not 54. Hmm, let me check that again."
+    return smollm2.tokenizer([text, text.upper()], return_tensors="pt", padding=True)["input_ids"]
+
+
+@pytest.mark.parametrize("layer", [0, 7, 18, 28])
+def test_resid_post_equals_hf_hidden_states_on_embedded_model(smollm2, ids, layer):
+    acts = smollm2.activations(ids, hook=f"blocks.{layer}.hook_resid_post")
+    assert acts.shape == (*ids.shape, 576)
+    torch.testing.assert_close(acts, _hidden_states(smollm2, ids)[layer + 1], atol=1e-5, rtol=0)
+
+
+def test_last_layer_resid_post_is_before_the_final_norm(smollm2, ids):
+    acts = smollm2.activations(ids, hook="blocks.29.hook_resid_post")
+    torch.testing.assert_close(smollm2.model.model.norm(acts), _hidden_states(smollm2, ids)[30], atol=1e-5, rtol=0)
+
+
+def test_several_hooks_in_one_pass(smollm2, ids):
+    hooks = ["blocks.3.hook_resid_pre", "blocks.18.hook_resid_post", "blocks.5.hook_resid_post"]
+    acts = smollm2.activations(ids, hook=hooks)
+    hidden = _hidden_states(smollm2, ids)
+    assert list(acts) == hooks
+    torch.testing.assert_close(acts[hooks[0]], hidden[3], atol=1e-5, rtol=0)
+    torch.testing.assert_close(acts[hooks[1]], hidden[19], atol=1e-5, rtol=0)
+    torch.testing.assert_close(acts[hooks[2]], hidden[6], atol=1e-5, rtol=0)
+
+
+def test_forward_stops_after_the_deepest_hook(smollm2, ids):
+    hooks_before = [len(layer._forward_hooks) + len(layer._forward_pre_hooks) for layer in smollm2.layers]
+    calls = []
+    modules = [*smollm2.layers, smollm2.model.model.norm, smollm2.model.lm_head]
+    handles = [m.register_forward_hook(lambda *_, i=i: calls.append(i)) for i, m in enumerate(modules)]
+    try:
+        smollm2.activations(ids, hook="blocks.18.hook_resid_post")
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == list(range(19))
+    assert [len(layer._forward_hooks) + len(layer._forward_pre_hooks) for layer in smollm2.layers] == hooks_before
+
+
+def test_resid_post_equals_hf_on_tiny_random_llama(tiny_llama_dir):
+    lm = load_lm(str(tiny_llama_dir), device="cpu")
+    ids = torch.randint(0, 1000, (3, 17))
+    hidden = _hidden_states(lm, ids)
+    for layer in range(lm.n_layers - 1):
+        torch.testing.assert_close(lm.activations(ids, hook=f"blocks.{layer}.hook_resid_post"),
+                                   hidden[layer + 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(lm.activations(ids, hook="blocks.0.hook_resid_pre"), hidden[0], atol=1e-5, rtol=0)
+
+
+def test_attention_mask_is_respected(smollm2):
+    batch = smollm2.tokenizer(["Hmm, wait.", "Alternatively, we could try a longer sentence here."],
+                              return_tensors="pt", padding=True)
+    acts = smollm2.activations(batch["input_ids"], hook="blocks.4.hook_resid_post",
+                               attention_mask=batch["attention_mask"])
+    hidden = smollm2.model(**batch, output_hidden_states=True).hidden_states[5]
+    torch.testing.assert_close(acts, hidden, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("hook", "message"), [
+    ("blocks.30.hook_resid_post", "30 layers"),
+    ("blocks.x.hook_resid_post", "unknown hook name"),
+    ("blocks.3.hook_attn_out", "unknown hook name"),
+    ("model.layers.3", "unknown hook name"),
+])
+def test_bad_hooks_name_the_fix(smollm2, hook, message):
+    with pytest.raises(UserError, match=message):
+        smollm2.activations([1, 2, 3], hook=hook)
+
+
+def test_generate_greedy(smollm2):
+    out = smollm2.generate(["What is 2 + 2?", "Name a colour."], max_new_tokens=6)
+    assert len(out) == 2 and all(isinstance(t, str) and t for t in out)
+    assert out == smollm2.generate(["What is 2 + 2?", "Name a colour."], max_new_tokens=6)
+
+
+def test_embedded_model_shape_and_tokens(smollm2):
+    assert (smollm2.n_layers, smollm2.d_model) == (30, 576)
+    assert smollm2.dtype == torch.float32
+    assert smollm2.tokenizer.chat_template and "<|im_start|>" in smollm2.chat_prompt("hi")
+    assert (smollm2.bos_token_id, smollm2.eos_token_id) == (1, 2)
