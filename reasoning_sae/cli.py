@@ -2,8 +2,10 @@
 
 import importlib
 import logging
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import conf_dir
@@ -37,15 +39,38 @@ def reproduce(cfg) -> None:
     print(f"{'total':<15} {sum(s for _, s in timings):8.1f}")
 
 
+def _discard_run_dir(artifacts_root: Path) -> None:
+    """Remove this run's Hydra log directory, so a run stopped by bad input leaves nothing behind."""
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.parents:  # and the log folders it was the only entry of
+        if parent.resolve() == artifacts_root.resolve() or not parent.is_dir() or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 def _task(stage: str):
     def task(cfg) -> None:
         try:
             reproduce(cfg) if stage == "reproduce" else run_stage(stage, cfg)
         except UserError as err:
+            _discard_run_dir(Path(cfg.paths.artifacts))
             print(f"error: {err}", file=sys.stderr)
             sys.exit(err.exit_code)
 
     return task
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """`group=option` naming a missing conf/group/option.yaml: one line here instead of Hydra's listing."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        group = conf_dir() / key
+        if sep and group.is_dir() and value and "," not in value and not (group / f"{value}.yaml").exists():
+            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+            raise UserError(f"unknown {key} {value!r}: use one of {options} (files in conf/{key}/)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in (*STAGES, "reproduce"):
         print(f"error: unknown stage {stage!r}: use one of {', '.join(STAGES)}, reproduce", file=sys.stderr)
         return 2
+    try:
+        check_group_choices(overrides)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     sys.argv = [f"reasoning_sae {stage}", *overrides]
     app = hydra.main(config_path=str(conf_dir()), config_name=stage, version_base="1.3")(_task(stage))
     app()

@@ -52,7 +52,24 @@ def _demo(cfg: SourceConfig) -> datasets.Dataset:
     return datasets.Dataset.from_list(makers[kind](cfg.rows or 1000, seed=cfg.seed))
 
 
+def _empty_error(path: Path) -> UserError:
+    return UserError(f"data source {str(path)!r} is empty: point it at a dataset with rows")
+
+
+def _looks_empty(path: Path) -> bool:
+    if path.is_dir():
+        return not any(p.stat().st_size > 0 for p in path.rglob("*.arrow"))
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows == 0
+    return not path.read_text().strip()
+
+
 def _local(path: Path, cfg: SourceConfig) -> datasets.Dataset:
+    # datasets fails on empty inputs in several odd ways (IndexError, StopIteration), so check first.
+    if _looks_empty(path):
+        raise _empty_error(path)
     if path.is_dir():
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
@@ -99,7 +116,7 @@ def _validate(rows: datasets.Dataset, cfg: SourceConfig) -> datasets.Dataset:
             f"(it has {', '.join(rows.column_names)})"
         )
     if len(rows) == 0:
-        raise UserError(f"data source {cfg.path!r} is empty: point it at a dataset with rows")
+        raise _empty_error(Path(cfg.path))
     return rows
 
 
