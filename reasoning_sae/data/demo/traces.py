@@ -111,7 +111,7 @@ def _ground_truth(p: _P, r: random.Random) -> str:
         conn = ["First,"] + [r.choice(("Next,", "Then", "Further,")) for _ in p.steps[2:]] + ["Hence"]
         body = " ".join(_cap(f"{c} {s}.") for c, s in zip(conn, p.steps))
     if p.code:
-        return f"{head}\n\n{body}\n\n```python\n{p.code}```\n\nThe function runs in linear time in its input size."
+        return f"{head}\n\n{body}\n\n```python\n{p.code}```\n\nThe function returns the required value for every valid input."
     tail = r.choice(("Hence the answer is $\\boxed{{{a}}}$.", "The answer is $\\boxed{{{a}}}$.",
                      "**Answer:** $\\boxed{{{a}}}$"))
     return f"{head}\n\n{body}\n\n{tail.format(a=p.answer)}"

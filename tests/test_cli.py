@@ -1,0 +1,35 @@
+import json
+import subprocess
+import sys
+
+from tests.stages.test_corpus import SMALL
+
+
+def _run(*args, tmp_path):
+    env = {"REASONING_SAE_ARTIFACTS": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", "reasoning_sae", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+
+
+def test_reproduce_runs_the_stages_then_skips_them(tmp_path):
+    first = _run("reproduce", *SMALL, tmp_path=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "corpus" in first.stdout and "total" in first.stdout
+    meta = tmp_path / "artifacts" / "demo" / "corpus" / "meta.json"
+    fingerprint = json.loads(meta.read_text())["fingerprint"]
+    second = _run("reproduce", *SMALL, tmp_path=tmp_path)
+    assert second.returncode == 0 and "up to date" in second.stdout + second.stderr
+    assert json.loads(meta.read_text())["fingerprint"] == fingerprint
+
+
+def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
+    result = _run("corpus", "data.context_size=1", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: context_size=1 is too small: set data.context_size to 2 or more"]
+    assert not any((tmp_path / "artifacts").rglob("*"))
+    unknown = subprocess.run([sys.executable, "-m", "reasoning_sae", "trian"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown stage 'trian'")
+    group = subprocess.run([sys.executable, "-m", "reasoning_sae", "corpus", "model=smollm3"],
+                           capture_output=True, text=True)
+    assert group.returncode == 2 and len(group.stderr.splitlines()) == 1
+    assert group.stderr.startswith("error: unknown model 'smollm3': use one of deepseek-r1-distill-llama-8b")

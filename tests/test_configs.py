@@ -1,0 +1,37 @@
+"""Every primary config composes with every experiment and every option of its groups."""
+
+import pytest
+
+from reasoning_sae.data.sources import SourceConfig
+from reasoning_sae.models.config import conf_dir, model_config
+from reasoning_sae.stages import STAGES
+
+PRIMARY = [*STAGES, "reproduce"]
+EXPERIMENTS = sorted(p.stem for p in conf_dir().glob("experiment/*.yaml"))
+
+
+@pytest.mark.parametrize("stage", PRIMARY)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_primary_configs_compose_with_every_experiment(compose, stage, experiment):
+    cfg = compose(stage, (f"experiment={experiment}",))
+    assert cfg.stage == stage and cfg.experiment_name == experiment
+    model_config(dict(cfg.model))
+    for source in cfg.data.sources.values():
+        SourceConfig(**source)
+
+
+@pytest.mark.parametrize("group", ["model", "data"])
+def test_every_group_option_composes(compose, group):
+    for option in sorted(p.stem for p in conf_dir().glob(f"{group}/*.yaml")):
+        cfg = compose("corpus", (f"{group}={option}",))
+        assert cfg[group]
+
+
+def test_paper_experiment_is_the_paper_setup(compose):
+    cfg = compose("corpus", ("experiment=paper",))
+    assert cfg.model.name == "deepseek-ai/DeepSeek-R1-Distill-Llama-8B" and cfg.model.layer == 19
+    assert cfg.data.context_size == 1024 and cfg.data.training_tokens == 1_000_000_000
+    assert cfg.data.sources.reasoning.path == "open-thoughts/OpenThoughts-114k"
+    assert cfg.data.sources.reasoning.name == "metadata" and cfg.data.sources.chat.path == "lmsys/lmsys-chat-1m"
+    released = compose("corpus", ("experiment=paper", "data=released_code"))
+    assert released.data.training_tokens == 819_200_000 and released.data.scoring.sequences == 4096
