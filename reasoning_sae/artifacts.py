@@ -27,7 +27,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def stage_dir(cfg: DictConfig, stage: str) -> Path:
+    """Where a stage's artifact lives (and where later stages read it)."""
     return Path(cfg.paths.artifacts) / cfg.experiment_name / stage
+
+
+def output_dir(cfg: DictConfig, stage: str) -> Path:
+    """Where this run writes: the stage directory, or in a Hydra multirun the job's own directory."""
+    job_dir = cfg.get("job_dir")
+    return Path(job_dir) / stage if job_dir else stage_dir(cfg, stage)
 
 
 def _sha256(data: bytes) -> str:
@@ -110,7 +117,7 @@ def run_stage(
 ) -> Path:
     """Build `stage` into its artifact directory unless an identical build (same fingerprint) is there."""
     keys = tuple(keys)
-    out = stage_dir(cfg, stage)
+    out = output_dir(cfg, stage)
     fp = fingerprint(cfg, keys, inputs)
     if not cfg.get("force", False) and up_to_date(out, fp):
         log.info("%s: up to date (%s), skipped", stage, out)

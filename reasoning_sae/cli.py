@@ -53,6 +53,14 @@ def _discard_run_dir(artifacts_root: Path) -> None:
 
 def _task(stage: str):
     def task(cfg) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+        from omegaconf import open_dict
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            with open_dict(cfg):
+                cfg.job_dir = hydra_cfg.runtime.output_dir
         try:
             reproduce(cfg) if stage == "reproduce" else run_stage(stage, cfg)
         except UserError as err:
@@ -67,6 +75,8 @@ def check_group_choices(overrides: list[str]) -> None:
     """`group=option` naming a missing conf/group/option.yaml: one line here instead of Hydra's listing."""
     for override in overrides:
         key, sep, value = override.partition("=")
+        if key.startswith(("hydra", "+", "~")):
+            continue
         group = conf_dir() / key
         if sep and group.is_dir() and value and "," not in value and not (group / f"{value}.yaml").exists():
             options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))

@@ -29,18 +29,26 @@ def smollm2():
 
 
 @pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory, smollm2):
+def smollm2_tokenizer():
+    from reasoning_sae.models.config import model_config
+    from reasoning_sae.models.loading import load_tokenizer
+
+    return load_tokenizer(model_config("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer):
     """A randomly initialised 4-layer Llama saved as a local HF directory, with the SmolLM2 tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=len(smollm2.tokenizer), max_position_embeddings=256,
+        vocab_size=len(smollm2_tokenizer), max_position_embeddings=256,
     )
     path = tmp_path_factory.mktemp("tiny_llama")
     LlamaForCausalLM(config).save_pretrained(path)
-    smollm2.tokenizer.save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
     return path
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from reasoning_sae.bench import activations
+from reasoning_sae.bench import activations, sae_step
 from reasoning_sae.models import load_lm
 
 
@@ -11,6 +11,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     lm = load_lm("smollm2-135m-instruct", device="cpu")
     print(activations.report(activations.run(lm)))
+    del lm
+    print()
+    print(sae_step.report(sae_step.run()))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,9 @@
 
 The ideal speed-up is the FLOP ratio: the full pass runs every layer and the LM head, ours only layers 0..L."""
 
-import statistics
-import time
-
 import torch
 
+from reasoning_sae.bench.timing import median_seconds
 from reasoning_sae.models import LanguageModel
 
 
@@ -21,14 +19,7 @@ def forward_flops_per_token(cfg, layers: int, seq_len: int, lm_head: bool) -> fl
 def tokens_per_s(fns: dict, n_tokens: int, repeats: int) -> dict[str, float]:
     """Median tokens/s of each function; the functions take turns so that load drifting on the machine
     affects all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(repeats + 1):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if round_:  # round 0 is the warm-up
-                times[name].append(time.perf_counter() - start)
-    return {name: n_tokens / statistics.median(t) for name, t in times.items()}
+    return {name: n_tokens / seconds for name, seconds in median_seconds(fns, repeats).items()}
 
 
 @torch.inference_mode()

@@ -1,0 +1,129 @@
+"""`SparseAutoencoder`: parameters named and shaped as in SAELens' sae_weights.safetensors, a few hooks per
+architecture (like SAELens: one file each), and the SAELens directory format for save/load."""
+
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from reasoning_sae.sae.config import SAEConfig
+
+
+class TrainOutput(NamedTuple):
+    loss: torch.Tensor
+    """Total training loss (scalar)."""
+    losses: dict[str, torch.Tensor]
+    """Its parts, named as SAELens logs them (mse_loss, l1_loss, auxiliary_reconstruction_loss)."""
+    feats_BF: torch.Tensor
+    """Latent activations of the batch (detached)."""
+    recon_BD: torch.Tensor
+    """Reconstruction of the batch (detached)."""
+
+
+class SparseAutoencoder(nn.Module):
+    """x_hat = f(x) W_dec + b_dec with f(x) = act((x - b_dec * apply_b_dec_to_input) W_enc + b_enc)."""
+
+    architecture: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type["SparseAutoencoder"]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.architecture:
+            SparseAutoencoder.registry[cls.architecture] = cls
+
+    def __new__(cls, cfg: SAEConfig | None = None, *args, **kwargs):
+        # SparseAutoencoder(cfg) builds the subclass of cfg.architecture (copy/pickle call __new__ with no cfg).
+        if cls is SparseAutoencoder and cfg is not None:
+            cls = architecture_class(cfg.architecture)
+        return super().__new__(cls)
+
+    def __init__(self, cfg: SAEConfig, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        dtype = getattr(torch, cfg.dtype)
+        self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae, dtype=dtype, device=device))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype, device=device))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, dtype=dtype, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype, device=device))
+
+    # --- hooks an architecture fills -------------------------------------------------------------------------
+    def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_loss(self, x_BD: torch.Tensor, **coefficients) -> TrainOutput:
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.W_enc.dtype)
+        if self.cfg.apply_b_dec_to_input:
+            x = x - self.b_dec
+        return x @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent activations [..., d_sae] of activations [..., d_in]."""
+        return self.activation(self.encode_pre(x))
+
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats @ self.W_dec + self.b_dec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def fold_decoder_norm(self) -> torch.Tensor:
+        """Unit-norm decoder rows with the norms moved into the encoder (SAELens' fold_W_dec_norm): the
+        reconstruction is unchanged and each latent's activation is scaled by its decoder norm. Returns the norms.
+        Refused for topk (as SAELens does): rescaling the pre-activations per latent would change the winners."""
+        if self.cfg.architecture == "topk":
+            from reasoning_sae.errors import UserError
+
+            raise UserError("folding decoder norms would change which latents a topk SAE selects: "
+                            "use the SAE unfolded (its activations are not rescaled by decoder norm)")
+        return self._fold_decoder_norm()
+
+    @torch.no_grad()
+    def _fold_decoder_norm(self) -> torch.Tensor:
+        norms_F = self.W_dec.norm(dim=-1).clamp(min=1e-8)
+        self.W_dec.div_(norms_F[:, None])
+        self.W_enc.mul_(norms_F[None, :])
+        self.b_enc.mul_(norms_F)
+        return norms_F
+
+    @torch.no_grad()
+    def fold_input_scaling(self, scale: float) -> None:
+        """Turn an SAE trained on `scale * x` into one that reads `x` and reconstructs `x` (SAELens'
+        fold_activation_norm_scaling_factor)."""
+        self.W_enc.mul_(scale)
+        self.W_dec.div_(scale)
+        self.b_dec.div_(scale)
+
+    def save(self, path, feature_stats: dict[str, torch.Tensor] | None = None):
+        from reasoning_sae.sae.io import save_sae
+
+        return save_sae(self, path, feature_stats)
+
+    @classmethod
+    def load(cls, path, device: str | torch.device = "cpu") -> "SparseAutoencoder":
+        from reasoning_sae.sae.io import load_sae
+
+        return load_sae(path, device)
+
+
+def architecture_class(name: str) -> type[SparseAutoencoder]:
+    from reasoning_sae.errors import UserError
+
+    try:
+        return SparseAutoencoder.registry[name]
+    except KeyError:
+        raise UserError(
+            f"unknown SAE architecture {name!r}: use one of {', '.join(sorted(SparseAutoencoder.registry))}"
+        ) from None

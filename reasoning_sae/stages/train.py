@@ -1,0 +1,136 @@
+"""The `train` stage: an SAE on the model's residual stream over the corpus stage's training mix.
+
+Writes `sae/` (SAELens format, input scaling folded in, feature stats in sparsity.safetensors), `metrics.json`
+(held-out evaluation), `density.png`, and `train_log.csv` with the logged metrics. Lightning checkpoints live in
+a work directory beside the artifact until the run finishes, so `resume=true` continues a killed run exactly."""
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_sae.artifacts import fingerprint, output_dir, path_fingerprint, run_stage, stage_dir, write_json
+from reasoning_sae.errors import UserError
+from reasoning_sae.models import load_lm, model_config, resid_post
+from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
+from reasoning_sae.train.config import TrainConfig
+from reasoning_sae.train.evaluate import density_histogram, evaluate_sae
+from reasoning_sae.train.module import SAEModule
+from reasoning_sae.train.store import ActivationDataModule
+
+log = logging.getLogger(__name__)
+CONFIG_KEYS = ("model", "data", "sae", "trainer")
+
+
+def corpus_dir(cfg: DictConfig) -> Path:
+    path = stage_dir(cfg, "corpus")
+    if not (path / "meta.json").is_file():
+        raise UserError(f"no corpus at {path}: run the corpus stage first (python -m reasoning_sae corpus)")
+    return path
+
+
+def inputs(cfg: DictConfig) -> dict[str, str]:
+    return {"corpus": path_fingerprint(corpus_dir(cfg))}
+
+
+def make_logger(cfg: DictConfig, save_dir: Path, run_name: str):
+    kind = cfg.logger.name
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(save_dir), name="csv", version="")
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", cfg.logger.mode)  # offline unless the user chose otherwise
+        (save_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        return WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(save_dir),
+                           config=OmegaConf.to_container(cfg, resolve=True))
+    raise UserError(f"unknown logger {kind!r}: use wandb, csv or none")
+
+
+def build_sae(tc: TrainConfig, d_model: int, metadata: dict) -> SparseAutoencoder:
+    sae_cfg = SAEConfig(d_in=d_model, d_sae=tc.d_sae or tc.expansion_factor * d_model, architecture=tc.architecture,
+                        apply_b_dec_to_input=tc.apply_b_dec_to_input, k=tc.k, metadata=metadata)
+    return initialize(SparseAutoencoder(sae_cfg), tc.init, tc.init_decoder_norm,
+                      generator=torch.Generator().manual_seed(tc.seed))
+
+
+def build(cfg: DictConfig, out: Path, work: Path) -> dict:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    tc = TrainConfig.from_mapping(OmegaConf.to_container(cfg.sae, resolve=True))
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    if mc.layer is None:
+        raise UserError("model.layer is not set: choose the layer whose residual stream the SAE reads")
+    lm = load_lm(mc)
+    hook = resid_post(mc.layer)
+    lm.hook_point(hook)  # layer range check
+    token_ids = np.asarray(datasets.load_from_disk(str(corpus_dir(cfg) / "train"))["input_ids"], dtype=np.int64)
+    n_eval = min(tc.eval_sequences, len(token_ids) // 10)
+    train_ids, eval_ids = token_ids[: len(token_ids) - n_eval], token_ids[len(token_ids) - n_eval :]
+    metadata = {"model_name": mc.name, "model_revision": mc.revision, "hook_name": hook, "hook_layer": mc.layer,
+                "hook_head_index": None, "prepend_bos": bool(cfg.data.prepend_bos), "context_size": cfg.data.context_size,
+                "dataset_path": str(corpus_dir(cfg) / "train"), "exclude_special_tokens": list(mc.ignore_token_ids),
+                "init": tc.init, "sae_lens_training_version": None}
+    torch.manual_seed(tc.seed)
+    module = SAEModule(build_sae(tc, lm.d_model, metadata), tc)
+    datamodule = ActivationDataModule(lm, train_ids, hook, tc.batch_size_tokens, tc.n_batches_in_buffer,
+                                      tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
+                                      cache_path=work / "activations.npy" if cfg.activation_cache else None)
+    every = tc.checkpoint_every or max(1, tc.total_steps // 5)
+    checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=every, save_last=True,
+                                 save_top_k=1, monitor=None)
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_steps=tc.total_steps,
+                        max_epochs=-1, gradient_clip_val=tc.grad_clip or None, gradient_clip_algorithm="norm",
+                        log_every_n_steps=tc.log_every, callbacks=[checkpoint, *map(instantiate, cfg.callbacks)],
+                        enable_model_summary=False,
+                        logger=make_logger(cfg, work, f"{cfg.experiment_name}-train"), default_root_dir=str(work),
+                        num_sanity_val_steps=0)
+    last = work / "checkpoints" / "last.ckpt"
+    resume = cfg.resume and last.is_file()
+    log.info("training %s on %s: %d steps of %d vectors%s", tc.architecture, hook, tc.total_steps,
+             tc.batch_size_tokens, f", resuming from {last}" if resume else "")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    if trainer.global_rank != 0:
+        return {}
+    return finish(cfg, module, lm, eval_ids, mc, tc, out, work, hook)
+
+
+def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path, work: Path, hook: str) -> dict:
+    sae, stats = module.export()
+    sae.save(out / "sae", feature_stats=stats)
+    metrics = evaluate_sae(lm, sae, eval_ids, mc.layer, mc.ignore_token_ids) if len(eval_ids) else {}
+    metrics.update({"sparsity/dead_features": int((stats["sparsity"] <= -10 + 1e-6).sum()),
+                    "details/n_training_tokens": int(module.tokens_seen), "details/steps": tc.total_steps})
+    write_json(out / "metrics.json", metrics)
+    density_histogram(stats["sparsity"], out / "density.png", f"{mc.name} {hook}, {sae.d_sae} latents")
+    csv = work / "csv" / "metrics.csv"
+    if csv.is_file():
+        shutil.copy(csv, out / "train_log.csv")
+    log.info("SAE: L0 %.1f, explained variance %.3f, CE loss score %.3f", metrics.get("metrics/l0", float("nan")),
+             metrics.get("metrics/explained_variance", float("nan")), metrics.get("metrics/ce_loss_score", float("nan")))
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def run(cfg: DictConfig) -> Path:
+    ins = inputs(cfg)
+    work = output_dir(cfg, "train").with_name(f".train-work-{fingerprint(cfg, CONFIG_KEYS, ins)[:16]}")
+
+    def build_and_clean(out: Path) -> dict:
+        summary = build(cfg, out, work)
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        (work / "activations.npy").unlink(missing_ok=True)
+        return summary
+
+    return run_stage(cfg, "train", CONFIG_KEYS, ins, build_and_clean)

@@ -1,0 +1,97 @@
+"""End-of-training evaluation on held-out corpus sequences: reconstruction (MSE, explained variance, L0) and the
+downstream cost of splicing the SAE into the LM (CE loss, KL to the clean model, loss recovered against
+zero-ablation), plus the feature-density histogram."""
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reasoning_sae.models import LanguageModel
+from reasoning_sae.sae import SparseAutoencoder
+
+
+@contextlib.contextmanager
+def replace_resid_post(lm: LanguageModel, layer: int, fn, keep_BS: torch.Tensor):
+    """Replace the residual stream after `layer` by fn(resid) at the positions where keep_BS is True."""
+
+    def hook(_module, _args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        new = torch.where(keep_BS[..., None], fn(hidden).to(hidden.dtype), hidden)
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    handle = lm.layers[layer].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _ce_and_logprobs(lm: LanguageModel, ids_BS: torch.Tensor):
+    logits = lm.model(ids_BS, use_cache=False).logits[:, :-1].float()
+    logprobs = F.log_softmax(logits, dim=-1)
+    ce = -logprobs.gather(-1, ids_BS[:, 1:, None]).squeeze(-1)
+    return ce, logprobs
+
+
+@torch.inference_mode()
+def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarray, layer: int, ignore_token_ids,
+                 batch_sequences: int = 4) -> dict[str, float]:
+    sae = sae.to(lm.device)
+    ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long, device=lm.device)
+    sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "kl_sae": 0.0, "n_pred": 0,
+            "sq_err": 0.0, "var": 0.0, "l0": 0.0, "n_tok": 0}
+    acts = []
+    for start in range(0, len(token_ids), batch_sequences):
+        ids_BS = torch.as_tensor(token_ids[start : start + batch_sequences], dtype=torch.long, device=lm.device)
+        keep_BS = ~torch.isin(ids_BS, ignore)
+        x_ND = lm.activations(ids_BS, hook=f"blocks.{layer}.hook_resid_post")[keep_BS].float()
+        feats_NF = sae.encode(x_ND)
+        sums["sq_err"] += (sae.decode(feats_NF) - x_ND).pow(2).sum().item()
+        sums["l0"] += (feats_NF > 0).sum().item()
+        sums["n_tok"] += len(x_ND)
+        acts.append(x_ND)
+        ce_clean, lp_clean = _ce_and_logprobs(lm, ids_BS)
+        with replace_resid_post(lm, layer, lambda h: sae(h.float()), keep_BS):
+            ce_sae, lp_sae = _ce_and_logprobs(lm, ids_BS)
+        with replace_resid_post(lm, layer, torch.zeros_like, keep_BS):
+            ce_zero, _ = _ce_and_logprobs(lm, ids_BS)
+        sums["ce_clean"] += ce_clean.sum().item()
+        sums["ce_sae"] += ce_sae.sum().item()
+        sums["ce_zero"] += ce_zero.sum().item()
+        sums["kl_sae"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum().item()
+        sums["n_pred"] += ce_clean.numel()
+    all_ND = torch.cat(acts)
+    total_var = (all_ND - all_ND.mean(0)).pow(2).sum().item()
+    n, t = sums["n_pred"], sums["n_tok"]
+    ce_clean, ce_sae, ce_zero = sums["ce_clean"] / n, sums["ce_sae"] / n, sums["ce_zero"] / n
+    return {
+        "metrics/l0": sums["l0"] / t,
+        "metrics/explained_variance": 1 - sums["sq_err"] / total_var,
+        "metrics/mse": sums["sq_err"] / t,
+        "metrics/ce_loss_without_sae": ce_clean,
+        "metrics/ce_loss_with_sae": ce_sae,
+        "metrics/ce_loss_with_ablation": ce_zero,
+        "metrics/ce_loss_score": (ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan"),
+        "metrics/kl_div_with_sae": sums["kl_sae"] / n,
+        "eval/tokens": t,
+    }
+
+
+def density_histogram(log10_density_F: torch.Tensor, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(log10_density_F.numpy(), bins=60, color="#3b6ea8")
+    ax.set_xlabel("log10 feature density (fraction of training tokens a latent fires on)")
+    ax.set_ylabel("latents")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

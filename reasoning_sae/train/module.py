@@ -1,0 +1,129 @@
+"""The LightningModule that trains one SAE: loss, lambda warm-up, LR schedule, feature statistics, metrics
+named as SAELens logs them, and the export of a finished SAE (input scaling folded into the weights)."""
+
+import copy
+import math
+
+import lightning as L
+import torch
+
+from reasoning_sae.errors import UserError
+from reasoning_sae.sae import SparseAutoencoder
+from reasoning_sae.train.config import TrainConfig
+
+
+def lr_factor(step: int, total: int, warm_up: int, decay: int) -> float:
+    """Linear warm-up, constant, then linear decay to 0 over the last `decay` steps (SAELens' constant
+    scheduler with lr_warm_up_steps and lr_decay_steps)."""
+    if warm_up and step < warm_up:
+        return (step + 1) / warm_up
+    if decay and step >= total - decay:
+        return max(0.0, (total - step) / decay)
+    return 1.0
+
+
+class SAEModule(L.LightningModule):
+    def __init__(self, sae: SparseAutoencoder, cfg: TrainConfig):
+        super().__init__()
+        self.sae, self.cfg = sae, cfg
+        d_sae = sae.d_sae
+        self.register_buffer("scaling_factor", torch.zeros(()))  # 0 until estimated from the first buffer fill
+        self.register_buffer("steps_since_fired_F", torch.zeros(d_sae, dtype=torch.long))
+        self.register_buffer("window_fired_F", torch.zeros(d_sae))
+        self.register_buffer("window_tokens", torch.zeros((), dtype=torch.long))
+        self.register_buffer("total_fired_F", torch.zeros(d_sae))
+        self.register_buffer("max_act_F", torch.zeros(d_sae))
+        self.register_buffer("tokens_seen", torch.zeros((), dtype=torch.long))
+
+    # --- schedule ----------------------------------------------------------------------------------------------
+    def l1_coefficient(self, step: int) -> float:
+        warm = int(self.cfg.l1_warm_up_fraction * self.cfg.total_steps)
+        return self.cfg.l1_coefficient * (min(1.0, (step + 1) / warm) if warm else 1.0)
+
+    def configure_optimizers(self):
+        total = self.cfg.total_steps
+        warm, decay = int(self.cfg.lr_warm_up_fraction * total), int(self.cfg.lr_decay_fraction * total)
+        optimizer = torch.optim.Adam(self.sae.parameters(), lr=self.cfg.lr,
+                                     betas=(self.cfg.adam_beta1, self.cfg.adam_beta2))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warm, decay))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # --- input scaling -----------------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.cfg.normalize_activations == "none" or self.scaling_factor > 0:
+            return
+        mean_norm = torch.tensor(self.trainer.datamodule.mean_norm(), device=self.device)
+        mean_norm = self.trainer.strategy.reduce(mean_norm, reduce_op="mean")
+        self.scaling_factor.fill_(math.sqrt(self.sae.d_in) / float(mean_norm))
+
+    def scale(self, x_BD: torch.Tensor) -> torch.Tensor:
+        x_BD = x_BD.to(self.sae.W_enc.dtype)
+        return x_BD * self.scaling_factor if self.cfg.normalize_activations != "none" else x_BD
+
+    # --- training ----------------------------------------------------------------------------------------------
+    def training_step(self, batch_BD: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        step = self.global_step
+        if not torch.isfinite(batch_BD).all():
+            raise UserError(f"non-finite activations (NaN/inf) in the batch of step {step}: training stopped; "
+                            f"the last good checkpoint is kept (resume=true continues from it)")
+        x_BD = self.scale(batch_BD)
+        out = self.sae.training_loss(x_BD, l1_coefficient=self.l1_coefficient(step),
+                                     dead_mask_F=self.steps_since_fired_F >= self.cfg.dead_feature_window,
+                                     aux_coefficient=self.cfg.aux_coefficient)
+        if not torch.isfinite(out.loss):
+            raise UserError(f"the SAE loss became non-finite at step {step}: lower sae.lr; "
+                            f"the last good checkpoint is kept (resume=true continues from it)")
+        self._update_feature_stats(out.feats_BF)
+        self.trainer.datamodule.buffer.consumed()
+        if step % self.cfg.log_every == 0:
+            self.log_dict(self._metrics(x_BD, out, step), on_step=True, prog_bar=False)
+        return out.loss
+
+    @torch.no_grad()
+    def _update_feature_stats(self, feats_BF: torch.Tensor) -> None:
+        fired_BF = feats_BF > 0
+        fired_F = fired_BF.sum(0).float()
+        self.steps_since_fired_F += 1
+        self.steps_since_fired_F[fired_F > 0] = 0
+        self.window_fired_F += fired_F
+        self.total_fired_F += fired_F
+        self.window_tokens += feats_BF.shape[0]
+        self.tokens_seen += feats_BF.shape[0]
+        torch.maximum(self.max_act_F, feats_BF.max(0).values, out=self.max_act_F)
+
+    @torch.no_grad()
+    def _metrics(self, x_BD, out, step: int) -> dict[str, float]:
+        resid = (x_BD - out.recon_BD).pow(2).sum(-1)
+        total = (x_BD - x_BD.mean(0)).pow(2).sum(-1)
+        density_F = self.window_fired_F / self.window_tokens.clamp(min=1)
+        metrics = {f"losses/{k}": v for k, v in out.losses.items()}
+        metrics.update({
+            "losses/overall_loss": out.loss.detach(),
+            "metrics/explained_variance": (1 - resid / total.clamp(min=1e-12)).mean(),
+            "metrics/l0": (out.feats_BF > 0).float().sum(-1).mean(),
+            "sparsity/dead_features": (self.steps_since_fired_F >= self.cfg.dead_feature_window).sum().float(),
+            "sparsity/below_1e-5": (density_F < 1e-5).sum().float(),
+            "sparsity/below_1e-6": (density_F < 1e-6).sum().float(),
+            "details/current_learning_rate": self.optimizers().param_groups[0]["lr"],
+            "details/current_l1_coefficient": self.l1_coefficient(step),
+            "details/n_training_tokens": self.tokens_seen.float(),
+        })
+        if step and step % self.cfg.feature_sampling_window == 0:
+            self.window_fired_F.zero_()
+            self.window_tokens.zero_()
+        return {k: float(v) for k, v in metrics.items()}
+
+    # --- export ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def export(self, metadata: dict | None = None) -> tuple[SparseAutoencoder, dict[str, torch.Tensor]]:
+        """A copy of the SAE that reads raw activations (input scaling folded in) and its feature statistics."""
+        sae = copy.deepcopy(self.sae).cpu()
+        if self.cfg.normalize_activations != "none":
+            sae.fold_input_scaling(float(self.scaling_factor))
+        sae.cfg = sae.cfg.replace(metadata={**sae.cfg.metadata, **(metadata or {}),
+                                            "tokens_seen": int(self.tokens_seen),
+                                            "normalize_activations_trained": self.cfg.normalize_activations,
+                                            "activation_scaling_factor": float(self.scaling_factor)})
+        density_F = self.total_fired_F / self.tokens_seen.clamp(min=1)
+        stats = {"sparsity": torch.log10(density_F + 1e-10).cpu(), "max_activation": self.max_act_F.cpu()}
+        return sae, stats

@@ -1,0 +1,30 @@
+"""Smoke test of the SAE training-step benchmark on tiny shapes: the keys and positive numbers (no timing
+thresholds: the machine's load decides those)."""
+
+import math
+
+from reasoning_sae.bench import sae_step
+
+TIMES = ("floor_ms", "standard_ms", "sae_lens_ms", "adam_ms", "adam_other_ms", "topk_ms", "topk_sae_lens_ms")
+RATIOS = ("standard_over_floor", "sae_lens_over_floor", "speedup_vs_sae_lens", "adam_share",
+          "topk_speedup_vs_sae_lens")
+
+
+def test_run_and_report_on_tiny_shapes():
+    result = sae_step.run(d_in=16, d_sae=64, batch=32, k=4, repeats=1)
+    assert {"d_in", "d_sae", "batch", "k", "repeats", "threads", "fused_adam", "lr", "topk_sparsify_ms",
+            "topk_speedup_vs_sparsify"} | set(TIMES) | set(RATIOS) <= set(result)
+    for key in TIMES + RATIOS:
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert (result["topk_sparsify_ms"] is None) == (result["topk_speedup_vs_sparsify"] is None)
+    text = sae_step.report(result)
+    assert "5-GEMM floor" in text and "SAELens" in text and "target" in text
+    if result["topk_sparsify_ms"] is None:
+        assert "sparsify not installed: skipped" in text
+
+
+def test_floor_runs_the_five_gemms():
+    import torch
+
+    floor = sae_step.gemm_floor(8, 4, 16, torch.Generator().manual_seed(0))
+    floor()  # preallocated outputs of matching shapes: any mismatch raises

@@ -1,0 +1,97 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reasoning_sae import SparseAutoencoder, UserError
+from reasoning_sae.stages import corpus, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny(model_dir) -> tuple[str, ...]:
+    """A 4-layer random Llama, a small corpus and a 64-latent SAE: the whole pipeline in seconds."""
+    return (f"model.name={model_dir}", "model.n_layers=4", "model.d_model=32", "model.layer=2",
+            "data.sources.reasoning.rows=40", "data.sources.chat.rows=60", "data.context_size=32",
+            "data.scoring.docs=12", "sae.d_sae=64", "sae.batch_size_tokens=64", "sae.training_tokens=1280",
+            "sae.n_batches_in_buffer=4", "sae.store_batch_size_prompts=4", "sae.checkpoint_every=5",
+            "sae.eval_sequences=4", "sae.log_every=5", "sae.lr=1e-3", "logger=csv", "seed=1")
+
+
+def test_train_stage_writes_a_sae_lens_directory_metrics_and_plots(compose, tiny_llama_dir):
+    cfg = compose("train", tiny(tiny_llama_dir))
+    corpus.run(cfg)
+    out = train.run(cfg)
+    sae = SparseAutoencoder.load(out / "sae")
+    assert (sae.d_in, sae.d_sae) == (32, 64)
+    meta = sae.cfg.metadata
+    assert meta["hook_name"] == "blocks.2.hook_resid_post" and meta["model_name"] == str(tiny_llama_dir)
+    assert meta["tokens_seen"] == 1280 and meta["exclude_special_tokens"] == [0, 1, 2]
+    assert set(load_file(out / "sae" / "sparsity.safetensors")) == {"sparsity", "max_activation"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("metrics/l0", "metrics/explained_variance", "metrics/ce_loss_score", "metrics/kl_div_with_sae"):
+        assert key in metrics
+    assert metrics["metrics/ce_loss_with_sae"] >= metrics["metrics/ce_loss_without_sae"] - 1e-3
+    log = (out / "train_log.csv").read_text().splitlines()
+    assert "losses/mse_loss" in log[0] and "metrics/explained_variance" in log[0] and len(log) > 3
+    assert (out / "density.png").stat().st_size > 1000
+    assert not list(out.parent.glob(".train-work-*/checkpoints/*"))
+
+
+def test_sae_lens_loads_the_trained_sae(compose, tiny_llama_dir):
+    from sae_lens import SAE
+
+    cfg = compose("train", tiny(tiny_llama_dir))
+    corpus.run(cfg)
+    out = train.run(cfg)
+    ours, theirs = SparseAutoencoder.load(out / "sae"), SAE.load_from_disk(str(out / "sae"))
+    x = torch.randn(7, 32)
+    torch.testing.assert_close(ours.encode(x), theirs.encode(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.layer=9", "layer 9 .* out of range: the model has 4 layers"),
+    ("sae.architecture=gated", "unknown SAE architecture 'gated'"),
+    ("sae.colour=red", "unknown sae setting"),
+    ("sae.training_tokens=10", "must be at least sae.batch_size_tokens"),
+])
+def test_bad_training_config(compose, tiny_llama_dir, override, message):
+    cfg = compose("train", (*tiny(tiny_llama_dir), f"+{override}" if "colour" in override else override))
+    corpus.run(cfg)
+    with pytest.raises(UserError, match=message):
+        train.run(cfg)
+    assert not (Path(cfg.paths.artifacts) / "demo" / "train").exists()
+
+
+def test_train_needs_the_corpus(compose, tiny_llama_dir):
+    with pytest.raises(UserError, match="run the corpus stage first"):
+        train.run(compose("train", tiny(tiny_llama_dir)))
+
+
+def _cli(args, artifacts: Path):
+    env = {"REASONING_SAE_ARTIFACTS": str(artifacts), "PATH": "/usr/bin:/bin", "HOME": str(artifacts.parent),
+           "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "reasoning_sae", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO)
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path, tiny_llama_dir):
+    args = tiny(tiny_llama_dir)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    for root in (straight, killed):
+        assert _cli(["corpus", *args], root).returncode == 0
+    assert _cli(["train", *args], straight).returncode == 0
+    crash = _cli(["train", *args, "callbacks=[{_target_:tests.helpers.KillAtStep,step:12}]"], killed)
+    assert crash.returncode == -9
+    assert list(killed.glob("demo/.train-work-*/checkpoints/last.ckpt"))
+    resumed = _cli(["train", *args, "resume=true"], killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    a = load_file(straight / "demo/train/sae/sae_weights.safetensors")
+    b = load_file(killed / "demo/train/sae/sae_weights.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=0, rtol=0)

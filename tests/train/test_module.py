@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from reasoning_sae import UserError
+from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
+from reasoning_sae.train.config import TrainConfig
+from reasoning_sae.train.module import SAEModule, lr_factor
+
+
+def test_lr_schedule_is_constant_then_decays_linearly_to_zero():
+    factors = [lr_factor(s, total=100, warm_up=0, decay=20) for s in range(100)]
+    assert factors[:80] == [1.0] * 80
+    assert factors[80] == 1.0 and factors[90] == pytest.approx(0.5) and factors[99] == pytest.approx(0.05)
+    assert lr_factor(0, 100, 10, 0) == pytest.approx(0.1) and lr_factor(9, 100, 10, 0) == 1.0
+
+
+def _module(**overrides):
+    cfg = TrainConfig(training_tokens=1000, batch_size_tokens=10, **overrides)
+    sae = initialize(SparseAutoencoder(SAEConfig(d_in=8, d_sae=16)), "fixed", generator=torch.Generator().manual_seed(0))
+    return SAEModule(sae, cfg)
+
+
+def test_l1_warm_up_reaches_the_coefficient_after_five_percent():
+    module = _module(l1_coefficient=5.0, l1_warm_up_fraction=0.05)
+    assert module.l1_coefficient(0) == pytest.approx(1.0) and module.l1_coefficient(4) == 5.0
+    assert module.l1_coefficient(50) == 5.0
+
+
+def test_export_folds_the_input_scaling():
+    module = _module()
+    module.scaling_factor.fill_(3.0)
+    with torch.no_grad():
+        module.sae.b_enc.normal_()
+        module.sae.b_dec.normal_()
+    x = torch.randn(5, 8)
+    exported, stats = module.export({"hook_name": "blocks.0.hook_resid_post"})
+    torch.testing.assert_close(exported.encode(x), module.sae.encode(3 * x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(exported(x), module.sae(3 * x) / 3, atol=1e-5, rtol=1e-5)
+    assert exported.cfg.metadata["activation_scaling_factor"] == 3.0 and set(stats) == {"sparsity", "max_activation"}
+
+
+def test_feature_statistics():
+    module = _module()
+    feats = torch.tensor([[0.0] * 15 + [2.0], [1.0] + [0.0] * 14 + [3.0]])
+    module._update_feature_stats(feats)
+    assert module.max_act_F[15] == 3.0 and module.max_act_F[0] == 1.0
+    assert module.steps_since_fired_F.tolist() == [0] + [1] * 14 + [0]
+    assert int(module.tokens_seen) == 2 and module.total_fired_F[15] == 2
+
+
+def test_non_finite_activations_stop_with_the_step_number():
+    module = _module()
+    with pytest.raises(UserError, match="non-finite activations .* step 0: .*last good checkpoint"):
+        module.training_step(torch.full((10, 8), float("nan")), 0)
