@@ -106,6 +106,27 @@ class SparseAutoencoder(nn.Module):
         self.W_dec.div_(scale)
         self.b_dec.div_(scale)
 
+    def hook_name(self, lm=None) -> str:
+        """The hook the SAE reads (from its metadata), checked against `lm` when given: width, layer range,
+        model name. Raises UserError naming the mismatch."""
+        from reasoning_sae.errors import UserError
+
+        hook = self.cfg.metadata.get("hook_name")
+        if not hook:
+            raise UserError("the SAE's cfg.json names no hook_name: add metadata.hook_name "
+                            "(e.g. blocks.19.hook_resid_post)")
+        if lm is None:
+            return hook
+        if self.d_in != lm.d_model:
+            raise UserError(f"SAE d_in={self.d_in} does not match the model width d_model={lm.d_model}: "
+                            f"use an SAE trained on {lm.config.name}")
+        lm.hook_point(hook)
+        trained_on = self.cfg.metadata.get("model_name")
+        if trained_on and trained_on != lm.config.name and trained_on.split("/")[-1] != lm.config.name.split("/")[-1]:
+            raise UserError(f"the SAE was trained on {trained_on!r}, not on {lm.config.name!r}: load that model "
+                            f"(model.name={trained_on}) or an SAE trained on this one")
+        return hook
+
     def save(self, path, feature_stats: dict[str, torch.Tensor] | None = None):
         from reasoning_sae.sae.io import save_sae
 

@@ -41,6 +41,7 @@ def inputs(cfg: DictConfig) -> dict[str, str]:
 
 
 def make_logger(cfg: DictConfig, save_dir: Path, run_name: str):
+    """The configured Lightning logger: CSV into `save_dir`, W&B runs under artifacts/<experiment>/logs/wandb."""
     kind = cfg.logger.name
     if kind == "none":
         return False
@@ -52,10 +53,16 @@ def make_logger(cfg: DictConfig, save_dir: Path, run_name: str):
         from lightning.pytorch.loggers import WandbLogger
 
         os.environ.setdefault("WANDB_MODE", cfg.logger.mode)  # offline unless the user chose otherwise
-        (save_dir / "wandb").mkdir(parents=True, exist_ok=True)
-        return WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(save_dir),
+        wandb_dir = stage_dir(cfg, "logs")
+        (wandb_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        return WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(wandb_dir),
                            config=OmegaConf.to_container(cfg, resolve=True))
     raise UserError(f"unknown logger {kind!r}: use wandb, csv or none")
+
+
+def run_name(cfg: DictConfig) -> str:
+    job = Path(cfg.job_dir).name if cfg.get("job_dir") else None
+    return f"{cfg.experiment_name}-train" + (f"-job{job}" if job else "")
 
 
 def build_sae(tc: TrainConfig, d_model: int, metadata: dict) -> SparseAutoencoder:
@@ -88,6 +95,7 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
     datamodule = ActivationDataModule(lm, train_ids, hook, tc.batch_size_tokens, tc.n_batches_in_buffer,
                                       tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
                                       cache_path=work / "activations.npy" if cfg.activation_cache else None)
+    logger = make_logger(cfg, work, run_name(cfg))
     every = tc.checkpoint_every or max(1, tc.total_steps // 5)
     checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=every, save_last=True,
                                  save_top_k=1, monitor=None)
@@ -95,16 +103,22 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
                         max_epochs=-1, gradient_clip_val=tc.grad_clip or None, gradient_clip_algorithm="norm",
                         log_every_n_steps=tc.log_every, callbacks=[checkpoint, *map(instantiate, cfg.callbacks)],
                         enable_model_summary=False,
-                        logger=make_logger(cfg, work, f"{cfg.experiment_name}-train"), default_root_dir=str(work),
+                        logger=logger, default_root_dir=str(work),
                         num_sanity_val_steps=0)
     last = work / "checkpoints" / "last.ckpt"
     resume = cfg.resume and last.is_file()
     log.info("training %s on %s: %d steps of %d vectors%s", tc.architecture, hook, tc.total_steps,
              tc.batch_size_tokens, f", resuming from {last}" if resume else "")
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
-    if trainer.global_rank != 0:
-        return {}
-    return finish(cfg, module, lm, eval_ids, mc, tc, out, work, hook)
+    summary = finish(cfg, module, lm, eval_ids, mc, tc, out, work, hook) if trainer.global_rank == 0 else {}
+    if logger:
+        logger.log_metrics({f"eval/{k}": v for k, v in summary.items()}, step=tc.total_steps)
+        logger.finalize("success")
+        if cfg.logger.name == "wandb":
+            import wandb
+
+            wandb.finish()  # a Hydra multirun runs its jobs in one process: one W&B run per job
+    return summary
 
 
 def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path, work: Path, hook: str) -> dict:

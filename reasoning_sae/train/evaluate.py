@@ -43,13 +43,15 @@ def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarra
     ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long, device=lm.device)
     sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "kl_sae": 0.0, "n_pred": 0,
             "sq_err": 0.0, "var": 0.0, "l0": 0.0, "n_tok": 0}
-    acts = []
+    acts, sq_err_D = [], None
     for start in range(0, len(token_ids), batch_sequences):
         ids_BS = torch.as_tensor(token_ids[start : start + batch_sequences], dtype=torch.long, device=lm.device)
         keep_BS = ~torch.isin(ids_BS, ignore)
         x_ND = lm.activations(ids_BS, hook=f"blocks.{layer}.hook_resid_post")[keep_BS].float()
         feats_NF = sae.encode(x_ND)
-        sums["sq_err"] += (sae.decode(feats_NF) - x_ND).pow(2).sum().item()
+        sq_err_ND = (sae.decode(feats_NF) - x_ND).pow(2)
+        sums["sq_err"] += sq_err_ND.sum().item()
+        sq_err_D = sq_err_ND.sum(0) if sq_err_D is None else sq_err_D + sq_err_ND.sum(0)
         sums["l0"] += (feats_NF > 0).sum().item()
         sums["n_tok"] += len(x_ND)
         acts.append(x_ND)
@@ -64,12 +66,16 @@ def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarra
         sums["kl_sae"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum().item()
         sums["n_pred"] += ce_clean.numel()
     all_ND = torch.cat(acts)
-    total_var = (all_ND - all_ND.mean(0)).pow(2).sum().item()
+    var_D = (all_ND - all_ND.mean(0)).pow(2).sum(0)
+    total_var = var_D.sum().item()
     n, t = sums["n_pred"], sums["n_tok"]
     ce_clean, ce_sae, ce_zero = sums["ce_clean"] / n, sums["ce_sae"] / n, sums["ce_zero"] / n
     return {
         "metrics/l0": sums["l0"] / t,
         "metrics/explained_variance": 1 - sums["sq_err"] / total_var,
+        # the mean over dimensions of each one's explained variance: not dominated by a few massive dimensions
+        # (in SmolLM2's layer 18 one dimension carries ~97% of the variance)
+        "metrics/explained_variance_per_dim": (1 - sq_err_D / var_D.clamp(min=1e-12)).mean().item(),
         "metrics/mse": sums["sq_err"] / t,
         "metrics/ce_loss_without_sae": ce_clean,
         "metrics/ce_loss_with_sae": ce_sae,

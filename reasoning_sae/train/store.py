@@ -78,7 +78,7 @@ def write_cache(source: LMSource, path: Path) -> Path:
 
 
 class MixingBuffer:
-    """Fill `n_batches` batches of vectors, shuffle, serve the first half, keep the second, refill."""
+    """Fill `n_batches` batches of vectors, shuffle, serve the first half, keep the rest, refill."""
 
     def __init__(self, source, batch_size: int, n_batches: int, seed: int):
         self.source, self.batch_size = source, batch_size
@@ -90,13 +90,14 @@ class MixingBuffer:
         self.pending = 0  # handed out but not yet trained on (the trainer prefetches)
 
     def _refill(self) -> None:
+        # Everything read is used: a chunk that overshoots the capacity stays in `kept` for the next fill.
         parts = [self.kept] if self.kept is not None else []
         have = sum(len(p) for p in parts)
         while have < self.capacity:
             chunk = self.source.read()
             parts.append(chunk)
             have += len(chunk)
-        pool = torch.cat(parts)[: self.capacity]
+        pool = torch.cat(parts)
         pool = pool[torch.randperm(len(pool), generator=self.generator).to(pool.device)]
         half = self.capacity // 2
         self.ready, self.kept, self.served = pool[:half], pool[half:], 0

@@ -93,3 +93,21 @@ def test_embedded_model_shape_and_tokens(smollm2):
     assert smollm2.dtype == torch.float32
     assert smollm2.tokenizer.chat_template and "<|im_start|>" in smollm2.chat_prompt("hi")
     assert (smollm2.bos_token_id, smollm2.eos_token_id) == (1, 2)
+
+
+def test_sae_is_checked_against_the_model(smollm2):
+    from reasoning_sae import SAEConfig, SparseAutoencoder
+
+    def sae(d_in=576, **metadata):
+        return SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=8, metadata=metadata))
+
+    assert sae(hook_name="blocks.18.hook_resid_post", model_name="smollm2-135m-instruct").hook_name(smollm2) \
+        == "blocks.18.hook_resid_post"
+    with pytest.raises(UserError, match="d_in=4096 does not match the model width d_model=576"):
+        sae(4096, hook_name="blocks.19.hook_resid_post").hook_name(smollm2)
+    with pytest.raises(UserError, match="30 layers"):
+        sae(hook_name="blocks.31.hook_resid_post").hook_name(smollm2)
+    with pytest.raises(UserError, match="trained on 'deepseek-ai/DeepSeek-R1-Distill-Llama-8B'"):
+        sae(hook_name="blocks.1.hook_resid_post", model_name="deepseek-ai/DeepSeek-R1-Distill-Llama-8B").hook_name(smollm2)
+    with pytest.raises(UserError, match="names no hook_name"):
+        sae().hook_name(smollm2)

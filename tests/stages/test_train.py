@@ -95,3 +95,20 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tmp_path, tiny_llama_di
     b = load_file(killed / "demo/train/sae/sae_weights.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=0, rtol=0)
+
+
+def test_multirun_gives_one_run_directory_and_one_wandb_run_per_job(tmp_path, tiny_llama_dir):
+    args = tiny(tiny_llama_dir)
+    assert _cli(["corpus", *args], tmp_path).returncode == 0
+    sweep = _cli(["train", "-m", *[a for a in args if not a.startswith("logger")], "logger=wandb",
+                  "sae.l1_coefficient=1,5"], tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    jobs = sorted(tmp_path.glob("demo/multirun/train/*/[0-9]"))
+    assert [j.name for j in jobs] == ["0", "1"]
+    l1 = [json.loads((j / "train" / "config.yaml").read_text().split("l1_coefficient: ")[1].split("\n")[0])
+          for j in jobs]
+    assert l1 == [1.0, 5.0]
+    weights = [load_file(j / "train" / "sae" / "sae_weights.safetensors")["W_enc"] for j in jobs]
+    assert not torch.equal(*weights)
+    runs = list(tmp_path.glob("demo/logs/wandb/offline-run-*"))
+    assert len(runs) == 2 and all(list(r.glob("*.wandb")) for r in runs)
