@@ -6,7 +6,7 @@ from reasoning_sae.data.sources import SourceConfig
 from reasoning_sae.models.config import conf_dir, model_config
 from reasoning_sae.stages import STAGES
 
-PRIMARY = [*STAGES, "reproduce"]
+PRIMARY = [*STAGES, "reproduce"]  # every stage has conf/<stage>.yaml
 EXPERIMENTS = sorted(p.stem for p in conf_dir().glob("experiment/*.yaml"))
 
 
@@ -35,3 +35,15 @@ def test_paper_experiment_is_the_paper_setup(compose):
     assert cfg.data.sources.reasoning.name == "metadata" and cfg.data.sources.chat.path == "lmsys/lmsys-chat-1m"
     released = compose("corpus", ("experiment=paper", "data=released_code"))
     assert released.data.training_tokens == 819_200_000 and released.data.scoring.sequences == 4096
+
+
+def test_paper_sae_is_65536_latents_on_layer_19(compose):
+    from reasoning_sae.train.config import TrainConfig
+
+    cfg = compose("train", ("experiment=paper",))
+    tc = TrainConfig.from_mapping(dict(cfg.sae))
+    assert tc.expansion_factor * cfg.model.d_model == 65536 and cfg.model.layer == 19
+    assert (tc.init, tc.l1_coefficient, tc.lr, tc.batch_size_tokens, tc.total_steps) == ("paper", 5.0, 5e-5, 4096, 200_000)
+    assert (tc.l1_warm_up_fraction, tc.lr_decay_fraction, tc.grad_clip) == (0.05, 0.2, 1.0)
+    assert compose("train", ("experiment=paper", "sae=fixed")).sae.init == "fixed"
+    assert compose("train", ("trainer=ddp",)).trainer.strategy == "ddp"

@@ -155,6 +155,8 @@ class ActivationDataModule(L.LightningDataModule):
         if self.buffer is not None:
             return
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if self.trainer and self.trainer.strategy.root_device != self.lm.device:  # a DDP rank: its own GPU
+            self.lm.model.to(self.trainer.strategy.root_device)
         shard = np.array_split(self.token_ids, world)[rank]
         source = LMSource(self.lm, shard, self.hook, self.ignore_token_ids, self.store_batch_sequences)
         if self.cache_path is not None:

@@ -112,3 +112,22 @@ def test_multirun_gives_one_run_directory_and_one_wandb_run_per_job(tmp_path, ti
     assert not torch.equal(*weights)
     runs = list(tmp_path.glob("demo/logs/wandb/offline-run-*"))
     assert len(runs) == 2 and all(list(r.glob("*.wandb")) for r in runs)
+
+
+def test_nan_activations_stop_with_the_step_and_keep_the_last_checkpoint(compose, tiny_llama_dir, monkeypatch):
+    from reasoning_sae.train import store
+
+    cfg = compose("train", tiny(tiny_llama_dir))
+    corpus.run(cfg)
+    read, calls = store.LMSource.read, []
+
+    def poisoned(self):
+        calls.append(1)
+        acts = read(self)
+        return acts * float("nan") if len(calls) > 6 else acts
+
+    monkeypatch.setattr(store.LMSource, "read", poisoned)
+    with pytest.raises(UserError, match=r"non-finite activations \(NaN/inf\) in the batch of step \d+"):
+        train.run(cfg)
+    assert list(Path(cfg.paths.artifacts).glob("demo/.train-work-*/checkpoints/last.ckpt"))
+    assert not (Path(cfg.paths.artifacts) / "demo" / "train").exists()
