@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from tests.stages.test_corpus import SMALL
+from tests.stages.test_train import tiny
 
 
 def _run(*args, tmp_path):
@@ -11,13 +11,14 @@ def _run(*args, tmp_path):
                           cwd=tmp_path)
 
 
-def test_reproduce_runs_the_stages_then_skips_them(tmp_path):
-    first = _run("reproduce", *SMALL, tmp_path=tmp_path)
+def test_reproduce_runs_the_stages_then_skips_them(tmp_path, tiny_llama_dir):
+    args = tiny(tiny_llama_dir)
+    first = _run("reproduce", *args, tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "corpus" in first.stdout and "total" in first.stdout
+    assert all(stage in first.stdout for stage in ("corpus", "train", "vocab", "score", "total"))
     meta = tmp_path / "artifacts" / "demo" / "corpus" / "meta.json"
     fingerprint = json.loads(meta.read_text())["fingerprint"]
-    second = _run("reproduce", *SMALL, tmp_path=tmp_path)
+    second = _run("reproduce", *args, tmp_path=tmp_path)
     assert second.returncode == 0 and "up to date" in second.stdout + second.stderr
     assert json.loads(meta.read_text())["fingerprint"] == fingerprint
 

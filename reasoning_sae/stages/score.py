@@ -1,0 +1,69 @@
+"""The `score` stage: ReasonScore for every feature of the trained SAE over the scoring corpus, and F_R.
+
+Writes `scores.parquet` (one row per feature: score, its parts, per-word means, rank), `top_features.json`
+(F_R, best first, with the threshold used) and `counts.json` (tokens in each set)."""
+
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_sae.artifacts import path_fingerprint, run_stage, stage_dir, write_json
+from reasoning_sae.errors import UserError
+from reasoning_sae.models import load_lm, model_config
+from reasoning_sae.sae import SparseAutoencoder
+from reasoning_sae.score.reasonscore import reason_scores, top_features
+from reasoning_sae.vocab.vocabulary import load_vocabulary
+
+CONFIG_KEYS = ("score", "model")
+UPSTREAM = {"corpus": "score", "train": "sae", "vocab": "vocabulary.json"}
+
+
+def upstream(cfg: DictConfig, stage: str) -> Path:
+    path = stage_dir(cfg, stage) / UPSTREAM[stage]
+    if not path.exists():
+        raise UserError(f"no {stage} artifact at {path}: run the {stage} stage first (python -m reasoning_sae {stage})")
+    return path
+
+
+def inputs(cfg: DictConfig) -> dict[str, str]:
+    return {stage: path_fingerprint(stage_dir(cfg, stage)) for stage in UPSTREAM if upstream(cfg, stage)}
+
+
+def build(cfg: DictConfig, out: Path) -> dict:
+    sc = cfg.score
+    if sc.q is not None and not 0 < sc.q < 1:
+        raise UserError(f"score.q={sc.q} must lie strictly between 0 and 1 (the paper: 0.997)")
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    sae = SparseAutoencoder.load(upstream(cfg, "train"))
+    vocabulary = load_vocabulary(upstream(cfg, "vocab"))
+    token_ids = np.asarray(datasets.load_from_disk(str(upstream(cfg, "corpus")))["input_ids"], dtype=np.int64)
+    if sc.sequences:
+        token_ids = token_ids[: sc.sequences]
+    lm = load_lm(mc)
+    table = reason_scores(lm, sae, token_ids, vocabulary, window=tuple(sc.window), alpha=sc.alpha,
+                          ignore_token_ids=mc.ignore_token_ids if sc.ignore_special_tokens else (),
+                          fold_decoder_norm=sc.fold_decoder_norm, batch_sequences=sc.batch_sequences, progress=True)
+    features = top_features(table, q=sc.q, top_k=sc.top_k)
+    table.to_parquet(out / "scores.parquet")
+    threshold = float(table["reason_score"].quantile(sc.q)) if sc.q is not None else None
+    write_json(out / "top_features.json", {"features": features, "q": sc.q, "top_k": sc.top_k, "tau": threshold,
+                                           "hook": sae.hook_name(), "vocabulary": list(vocabulary)})
+    write_json(out / "counts.json", {"tokens": int(token_ids.size), **table.attrs})
+    best = table.loc[features[:5], "reason_score"]
+    return {"features_scored": len(table), "top_features": len(features), "tau": threshold,
+            "best": {int(k): float(v) for k, v in best.items()}, "tokens_pos": table.attrs["tokens_pos"]}
+
+
+def run(cfg: DictConfig) -> Path:
+    return run_stage(cfg, "score", CONFIG_KEYS, inputs(cfg), lambda out: build(cfg, out))
+
+
+def load_scores(cfg: DictConfig) -> tuple:
+    """(score table, F_R) of a finished score stage, for later stages."""
+    import pandas as pd
+
+    path = stage_dir(cfg, "score")
+    return pd.read_parquet(path / "scores.parquet"), json.loads((path / "top_features.json").read_text())["features"]

@@ -1,0 +1,123 @@
+"""The `vocab` stage: word frequencies in reasoning traces vs reference solutions, and the reasoning vocabulary.
+
+Reads `pairs.parquet` of the corpus stage (or a local file named by `vocab.pairs`) and writes
+`frequencies.parquet` (every word), `top_words.csv` and `fig2.png` (paper Fig. 2), `derived_vocabulary.json`
+(surface forms of the top words) and `vocabulary.json`, the surface strings the score stage uses.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from reasoning_sae.artifacts import path_fingerprint, run_stage, stage_dir
+from reasoning_sae.errors import UserError
+from reasoning_sae.vocab.frequency import frequency_table, top_words
+from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY, derive_vocabulary, load_vocabulary, save_vocabulary
+
+log = logging.getLogger(__name__)
+CONFIG_KEYS = ("vocab",)
+USES = ("default", "derived")
+
+
+def pairs_path(cfg: DictConfig) -> Path:
+    """The pairs file: `vocab.pairs` if set, else the corpus artifact's pairs.parquet."""
+    if cfg.vocab.get("pairs"):
+        path = Path(cfg.vocab.pairs).expanduser()
+        if not path.is_file():
+            raise UserError(f"vocab.pairs={path} does not exist: give a parquet or jsonl file with columns "
+                            f"reasoning and solution")
+        return path
+    corpus = stage_dir(cfg, "corpus")
+    if not (corpus / "meta.json").is_file():
+        raise UserError(f"no corpus artifact at {corpus}: run `python -m reasoning_sae corpus` first "
+                        f"(or set vocab.pairs to a local file)")
+    path = corpus / "pairs.parquet"
+    if not path.is_file():
+        raise UserError(f"the corpus artifact {corpus} has no pairs.parquet (its scoring source has no reference "
+                        f"solutions): run the corpus stage on an OpenThoughts-format source or set vocab.pairs")
+    return path
+
+
+def read_pairs(path: Path) -> pd.DataFrame:
+    """Columns reasoning and solution; a trace is cut at its first `</think>` (R1 responses hold both parts)."""
+    if path.suffix == ".parquet":
+        pairs = pd.read_parquet(path)
+    elif path.suffix in (".jsonl", ".json"):
+        pairs = pd.read_json(path, lines=path.suffix == ".jsonl")
+    else:
+        raise UserError(f"vocab.pairs={path} has an unknown format: use a .parquet, .jsonl or .json file")
+    missing = {"reasoning", "solution"} - set(pairs.columns)
+    if missing:
+        raise UserError(f"{path} lacks the columns {sorted(missing)}: give it columns reasoning and solution")
+    reasoning = pairs["reasoning"].fillna("").astype(str)
+    reasoning = reasoning.str.split("</think>", n=1).str[0].str.replace("<think>", "", regex=False)
+    return pd.DataFrame({"reasoning": reasoning, "solution": pairs["solution"].fillna("").astype(str)})
+
+
+def plot_fig2(rows: pd.DataFrame, threshold: float, path: Path) -> None:
+    """Bars: p_think - p_solution per word (filtered words grey); orange dots: general-English frequency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.22 * len(rows) + 1.2)))
+    y = range(len(rows))
+    colors = ["#bbbbbb" if f else "#1f77b4" for f in rows["filtered"]]
+    ax.barh(y, rows["diff"], color=colors)
+    ax.set_yticks(list(y), rows["word"].tolist(), fontsize=8)
+    ax.set_xlabel("p_think − p_solution (grey: filtered)")
+    top = ax.twiny()
+    top.scatter(rows["general_frequency"].clip(lower=1e-9), y, color="tab:orange", s=14, zorder=3)
+    top.axvline(threshold, color="tab:orange", lw=1.2)
+    top.set_xscale("log")
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # best word on top, no margin from the twin axis' scatter
+    top.set_xlabel("general English frequency (wordfreq)", color="tab:orange")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def choose_vocabulary(cfg: DictConfig, derived: list[str]) -> tuple[list[str], str]:
+    if cfg.vocab.get("file"):
+        return load_vocabulary(cfg.vocab.file), f"file:{cfg.vocab.file}"
+    if cfg.vocab.use == "derived":
+        if not derived:
+            raise UserError("no word passes the filter, so the derived vocabulary is empty: raise "
+                            "vocab.general_frequency_threshold, lower vocab.min_count or use vocab.use=default")
+        return derived, "derived"
+    return list(DEFAULT_VOCABULARY), "default"
+
+
+def build(cfg: DictConfig, path: Path, out: Path) -> dict:
+    v = cfg.vocab
+    pairs = read_pairs(path)
+    table = frequency_table(pairs["reasoning"], pairs["solution"], top_k=v.top_k,
+                            threshold=v.general_frequency_threshold, min_count=v.min_count)
+    table.to_parquet(out / "frequencies.parquet", index=False)
+    top = top_words(table)
+    top[["rank", "word", "diff", "p_think", "p_solution", "general_frequency", "filtered", "kept"]].to_csv(
+        out / "top_words.csv", index=False)
+    plot_fig2(top, v.general_frequency_threshold, out / "fig2.png")
+
+    derived = derive_vocabulary(table, top_k=v.derived_words) if table["kept"].any() else []
+    (out / "derived_vocabulary.json").write_text(json.dumps(derived, indent=2, ensure_ascii=False) + "\n")
+    vocabulary, source = choose_vocabulary(cfg, derived)
+    save_vocabulary(vocabulary, out / "vocabulary.json")
+    kept = table.loc[table["kept"], "word"].tolist()
+    return {"pairs": len(pairs), "words": len(table), "kept": len(kept), "top_words": kept[:10],
+            "vocabulary": source, "vocabulary_size": len(vocabulary)}
+
+
+def run(cfg: DictConfig) -> Path:
+    if cfg.vocab.use not in USES:
+        raise UserError(f"unknown vocab.use {cfg.vocab.use!r}: use one of {', '.join(USES)} (or set vocab.file)")
+    path = pairs_path(cfg)
+    inputs = {"pairs": path_fingerprint(path if cfg.vocab.get("pairs") else path.parent)}
+    if cfg.vocab.get("file"):
+        load_vocabulary(cfg.vocab.file)  # fail before anything is written
+        inputs["vocabulary_file"] = path_fingerprint(Path(cfg.vocab.file).expanduser())
+    return run_stage(cfg, "vocab", CONFIG_KEYS, inputs, lambda out: build(cfg, path, out))

@@ -1,0 +1,67 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reasoning_sae import UserError
+from reasoning_sae.stages import corpus, score, train, vocab
+from tests.stages.test_train import tiny
+
+
+def _pipeline(compose, model_dir, *extra):
+    cfg = compose("score", (*tiny(model_dir), *extra))
+    for stage in (corpus, train, vocab):
+        stage.run(cfg)
+    return cfg
+
+
+def test_score_stage_ranks_every_feature_and_writes_f_r(compose, tiny_llama_dir):
+    cfg = _pipeline(compose, tiny_llama_dir)
+    out = score.run(cfg)
+    table = pd.read_parquet(out / "scores.parquet")
+    assert len(table) == 64 and sorted(table["rank"]) == list(range(1, 65))
+    assert {"reason_score", "share_pos", "share_neg", "entropy", "mean_wait", "mean_let me"} <= set(table.columns)
+    top = json.loads((out / "top_features.json").read_text())
+    assert top["q"] == 0.99 and top["features"] == table.sort_values("reason_score", ascending=False).index[
+        : len(top["features"])].tolist()
+    assert all(table.loc[f, "reason_score"] > top["tau"] for f in top["features"])
+    counts = json.loads((out / "counts.json").read_text())
+    assert counts["tokens_pos"] > 0 and counts["tokens_per_word"]["wait"] > 0
+
+
+def test_released_code_preset(compose, tiny_llama_dir):
+    cfg = _pipeline(compose, tiny_llama_dir, "score=released_code", "score.top_k=5")
+    out = score.run(cfg)
+    top = json.loads((out / "top_features.json").read_text())
+    assert len(top["features"]) == 5 and top["top_k"] == 5  # top_k wins over a quantile
+    assert cfg.score.window == [1, 2] and cfg.score.fold_decoder_norm
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("score.q=1.5", "strictly between 0 and 1"),
+    ("model.name=smollm2-135m-instruct", "does not match the model width|trained on"),
+])
+def test_bad_input_writes_nothing(compose, tiny_llama_dir, override, message):
+    cfg = _pipeline(compose, tiny_llama_dir)
+    bad = compose("score", (*tiny(tiny_llama_dir), override))
+    if override.startswith("model"):
+        bad = compose("score", (*[a for a in tiny(tiny_llama_dir) if not a.startswith("model.")], override,
+                                "model.layer=2"))
+    with pytest.raises(UserError, match=message):
+        score.run(bad)
+    assert not (Path(cfg.paths.artifacts) / "demo" / "score").exists()
+
+
+def test_vocabulary_absent_from_the_corpus(compose, tiny_llama_dir, tmp_path):
+    words = tmp_path / "words.json"
+    words.write_text(json.dumps(["Zyzzogeton"]))
+    cfg = _pipeline(compose, tiny_llama_dir, f"vocab.file={words}")
+    with pytest.raises(UserError, match="no occurrence of any vocabulary word"):
+        score.run(cfg)
+    assert not (Path(cfg.paths.artifacts) / "demo" / "score").exists()
+
+
+def test_score_needs_its_inputs(compose, tiny_llama_dir):
+    with pytest.raises(UserError, match="run the corpus stage first|run the train stage first"):
+        score.run(compose("score", tiny(tiny_llama_dir)))
