@@ -8,10 +8,14 @@ from importlib.metadata import PackageNotFoundError, version
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import LanguageModel, ModelConfig, load_lm
 from reasoning_sae.sae import SAEConfig, SparseAutoencoder
+from reasoning_sae.score import reason_scores
 
 try:
     __version__ = version("reasoning-sae")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["LanguageModel", "ModelConfig", "SAEConfig", "SparseAutoencoder", "UserError", "__version__", "load_lm"]
+__all__ = [
+    "LanguageModel", "ModelConfig", "SAEConfig", "SparseAutoencoder", "UserError", "__version__", "load_lm",
+    "reason_scores",
+]
