@@ -1,5 +1,5 @@
 """One module per pipeline stage (DESIGN.md); each has `run(cfg) -> Path` and its `CONFIG_KEYS`."""
 
 # Pipeline order. Stages of later issues join this list as they are built.
-STAGES = ("corpus", "train", "vocab", "score")
-PLANNED = ("interpret", "evaluate", "diff", "figures")
+STAGES = ("corpus", "train", "vocab", "score", "interpret")
+PLANNED = ("evaluate", "diff", "figures")

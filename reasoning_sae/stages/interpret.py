@@ -1,0 +1,97 @@
+"""The `interpret` stage: dashboards and f_max for the features of F_R (paper Sec. 4.2, Figs. 3, 8, 9).
+
+One LM pass over the scoring corpus (the score stage's tokens). Writes `features.json` (one record per feature: f_max
+and where, density, histogram, logit effects, ReasonScore parts, top and quantile contexts as text), `f_max.json`
+({feature id: f_max}, read by steering), `index.html` and `features/<id>.html` (static, offline)."""
+
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_sae.artifacts import path_fingerprint, run_stage, stage_dir, write_json
+from reasoning_sae.errors import UserError
+from reasoning_sae.interpret.features import feature_records
+from reasoning_sae.interpret.render import write_site
+from reasoning_sae.models import load_lm, model_config
+from reasoning_sae.sae import SparseAutoencoder
+
+CONFIG_KEYS = ("interpret", "model", "seed")
+UPSTREAM = {"corpus": "score", "train": "sae", "score": "top_features.json"}
+SCORE_PARTS = ("reason_score", "share_pos", "share_neg", "mean_pos", "mean_neg", "entropy")
+
+
+def upstream(cfg: DictConfig, stage: str) -> Path:
+    path = stage_dir(cfg, stage) / UPSTREAM[stage]
+    if not path.exists():
+        raise UserError(f"no {stage} artifact at {path}: run the {stage} stage first (python -m reasoning_sae {stage})")
+    return path
+
+
+def inputs(cfg: DictConfig) -> dict[str, str]:
+    return {stage: path_fingerprint(stage_dir(cfg, stage)) for stage in UPSTREAM if upstream(cfg, stage)}
+
+
+def score_parts(table: pd.DataFrame, feature: int) -> dict:
+    """A feature's row of scores.parquet: the score, its parts, its rank and the per-word means (`mean_<word>`)."""
+    row = table.loc[feature]
+    words = [c for c in table.columns if c.startswith("mean_") and c not in SCORE_PARTS]
+    return {**{k: float(row[k]) for k in SCORE_PARTS}, "rank": int(row["rank"]),
+            "words": {c.removeprefix("mean_"): float(row[c]) for c in words}}
+
+
+def compact(record: dict) -> dict:
+    """The record without the per-token arrays (those live in the HTML): contexts become their text."""
+    def text(c: dict) -> dict:
+        return {**{k: v for k, v in c.items() if k not in ("tokens", "acts")}, "text": "".join(c["tokens"])}
+
+    return {**record, "top_contexts": [text(c) for c in record["top_contexts"]],
+            "quantiles": [{**q, "examples": [text(c) for c in q["examples"]]} for q in record["quantiles"]]}
+
+
+def build(cfg: DictConfig, out: Path) -> dict:
+    ic = cfg.interpret
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    score_dir = stage_dir(cfg, "score")
+    table = pd.read_parquet(score_dir / "scores.parquet")
+    top_set = [int(f) for f in json.loads(upstream(cfg, "score").read_text())["features"]]
+    features = list(dict.fromkeys([*top_set, *(int(f) for f in ic.extra_features)]))
+    if not features:
+        raise UserError("F_R is empty and interpret.extra_features names no feature: nothing to interpret "
+                        "(lower score.q or set score.top_k)")
+    sae = SparseAutoencoder.load(upstream(cfg, "train"))
+    token_ids = np.asarray(datasets.load_from_disk(str(upstream(cfg, "corpus")))["input_ids"], dtype=np.int64)
+    if ic.sequences:
+        token_ids = token_ids[: ic.sequences]
+    lm = load_lm(mc)
+    records = feature_records(
+        lm, sae, token_ids, features, top_n=ic.top_n, window=tuple(ic.context), bands=ic.quantile_bands,
+        per_band=ic.per_band, reservoir=ic.reservoir, logit_k=ic.logit_k, seed=cfg.seed,
+        ignore_token_ids=mc.ignore_token_ids if ic.ignore_special_tokens else (),
+        batch_sequences=ic.batch_sequences, progress=True)
+    for feature, record in records.items():
+        record["score"] = score_parts(table, feature) if feature in table.index else None
+        record["in_top_set"] = feature in top_set
+    write_json(out / "features.json", {str(f): compact(r) for f, r in records.items()})
+    write_json(out / "f_max.json", {str(f): r["f_max"] for f, r in records.items()})
+    meta = {"title": f"Reasoning features · {cfg.experiment_name}", "model": mc.name, "hook": sae.hook_name(),
+            "experiment": cfg.experiment_name, "tokens": int(token_ids.size)}
+    write_site(records, out, meta)
+    never = [f for f, r in records.items() if r["fires"] == 0]
+    return {"features": len(records), "tokens": int(token_ids.size), "never_fire": never,
+            "f_max": {str(f): records[f]["f_max"] for f in features[:5]}}
+
+
+def run(cfg: DictConfig) -> Path:
+    return run_stage(cfg, "interpret", CONFIG_KEYS, inputs(cfg), lambda out: build(cfg, out))
+
+
+def load_f_max(cfg: DictConfig) -> dict[int, float]:
+    """{feature id: f_max} of a finished interpret stage, for steering."""
+    path = stage_dir(cfg, "interpret") / "f_max.json"
+    if not path.is_file():
+        raise UserError(f"no f_max at {path}: run the interpret stage first (python -m reasoning_sae interpret)")
+    return {int(k): float(v) for k, v in json.loads(path.read_text()).items()}

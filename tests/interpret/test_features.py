@@ -1,0 +1,149 @@
+"""Feature records on hand-set activations: a fake LM whose residual is a fixed embedding of each token id and an
+identity SAE, so every feature's activation at every token is written below."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from reasoning_sae import SAEConfig, SparseAutoencoder, UserError
+from reasoning_sae.interpret.features import feature_records, logit_effects
+
+HOOK = "blocks.0.hook_resid_post"
+
+
+class FakeTokenizer:
+    def decode(self, ids):
+        return "".join(f"<t{i}>" for i in ids)
+
+
+class FakeModel(torch.nn.Module):
+    """What logit_effects reads: get_output_embeddings() and a final `norm` with a weight."""
+
+    def __init__(self, d: int, vocab: int):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(d)
+        self.head = torch.nn.Linear(d, vocab, bias=False)
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+class FakeLM:
+    device = torch.device("cpu")
+
+    def __init__(self, embedding: torch.Tensor):
+        self.embedding, self.tokenizer = embedding, FakeTokenizer()
+        self.model = FakeModel(embedding.shape[1], embedding.shape[0])
+
+    def activations(self, ids_BS, hook):
+        return self.embedding[ids_BS]
+
+
+def identity_sae(d: int) -> SparseAutoencoder:
+    sae = SparseAutoencoder(SAEConfig(d_in=d, d_sae=d))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(d))
+        sae.W_dec.copy_(torch.eye(d))
+    return sae
+
+
+def lm_with(values: dict[int, list[float]], n_tokens: int) -> FakeLM:
+    """Token id t has activation values[f][t] on feature f (features not named are 0)."""
+    emb = torch.zeros(n_tokens, 3)
+    for f, vals in values.items():
+        emb[: len(vals), f] = torch.tensor(vals)
+    return FakeLM(emb)
+
+
+# two sequences of 10 distinct tokens: ids 0..9 and 10..19
+IDS = [list(range(10)), list(range(10, 20))]
+FEATURE0 = [0, 0.5, 0, 3.0, 0, 0, 0, 0, 0, 1.0,  # seq 0
+            4.0, 0, 0, 2.0, 0, 0, 0, 0, 0.25, 0]  # seq 1
+
+
+def records(lm, ids=IDS, features=(0, 1), **kwargs):
+    kwargs = {"top_n": 4, "window": (2, 1), "batch_sequences": 1, "hook": HOOK, **kwargs}
+    return feature_records(lm, identity_sae(3), ids, features, **kwargs)
+
+
+def test_f_max_density_and_top_contexts():
+    rec = records(lm_with({0: FEATURE0}, 20))
+    r = rec[0]
+    assert r["f_max"] == 4.0 and r["f_max_at"] == {"sequence": 1, "position": 0, "token": "<t10>"}
+    assert (r["fires"], r["tokens"]) == (6, 20) and r["density"] == pytest.approx(0.3)
+    top = r["top_contexts"]
+    assert [c["activation"] for c in top] == [4.0, 3.0, 2.0, 1.0]  # best first, across batches
+    assert [(c["sequence"], c["position"]) for c in top] == [(1, 0), (0, 3), (1, 3), (0, 9)]
+    first, middle, last = top[0], top[1], top[3]
+    assert first["tokens"] == ["<t10>", "<t11>"] and first["acts"] == [4.0, 0.0]  # clipped at the start
+    assert middle["tokens"] == ["<t1>", "<t2>", "<t3>", "<t4>"] and middle["acts"] == [0.5, 0.0, 3.0, 0.0]
+    assert last["tokens"] == ["<t7>", "<t8>", "<t9>"] and last["acts"] == [0.0, 0.0, 1.0]  # clipped at the end
+    assert [(c["center"], c["max_index"]) for c in (first, middle, last)] == [(0, 0), (2, 2), (2, 2)]
+    assert sum(r["histogram"]["counts"]) == 6
+    edges = r["histogram"]["edges"]
+    assert edges[0] <= 0.25 and edges[-1] >= 4.0 and all(b / a == pytest.approx(edges[1] / edges[0])
+                                                          for a, b in zip(edges, edges[1:]))  # log-spaced
+    dead = rec[1]
+    assert dead["f_max"] == 0.0 and dead["f_max_at"] is None and dead["top_contexts"] == [] and dead["fires"] == 0
+    assert dead["quantiles"] == [] and dead["histogram"] == {"edges": [], "counts": []}
+
+
+def test_ignored_tokens_never_count():
+    r = records(lm_with({0: FEATURE0}, 20), ignore_token_ids=[10])[0]
+    assert r["f_max"] == 3.0 and (r["fires"], r["tokens"]) == (5, 19)
+    assert r["top_contexts"][0]["acts"] == [0.5, 0.0, 3.0, 0.0]
+
+
+def test_window_maximum_is_marked_even_off_centre():
+    values = [0, 0, 0, 0, 2.0, 0, 0, 5.0, 0, 0]  # 2.0 at position 4 sees 5.0 three tokens later
+    r = records(lm_with({0: values}, 10), ids=[list(range(10))], window=(1, 3))[0]
+    second = r["top_contexts"][1]
+    assert second["activation"] == 2.0 and second["center"] == 1 and second["max_index"] == 4
+
+
+@pytest.mark.parametrize("reservoir", [1024, 8])
+def test_quantile_bands(reservoir):
+    ids = [list(range(s * 10, s * 10 + 10)) for s in range(4)]
+    lm = lm_with({0: [float(v) for v in range(1, 41)]}, 40)  # activation t + 1 at token t
+    r = records(lm, ids=ids, features=[0], bands=4, per_band=3, reservoir=reservoir, seed=3)[0]
+    bands = r["quantiles"]
+    assert [b["band"] for b in bands] == [3, 2, 1, 0]  # highest first
+    if reservoir >= 40:  # every occurrence kept: the band edges are the exact quartiles of 1..40
+        assert [b["low"] for b in bands] == pytest.approx([30.25, 20.5, 10.75, 1.0])
+        assert bands[0]["high"] == 40.0 and all(len(b["examples"]) == 3 for b in bands)
+    for band in bands:
+        shown = [ex["activation"] for ex in band["examples"]]
+        assert shown == sorted(shown, reverse=True)
+        for ex in band["examples"]:
+            assert band["low"] <= ex["activation"] <= band["high"]
+            assert ex["acts"][ex["center"]] == ex["activation"]
+            assert ex["token"] == f"<t{int(ex['activation']) - 1}>"
+    again = records(lm, ids=ids, features=[0], bands=4, per_band=3, reservoir=reservoir, seed=3)[0]
+    assert again["quantiles"] == bands  # seeded
+
+
+def test_logit_effects_by_hand():
+    config = LlamaConfig(hidden_size=4, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+                         num_key_value_heads=1, vocab_size=6, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.norm.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        model.lm_head.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
+                                                 [1, 1, 1, 1], [-1, 0, 0, 0]]))
+    W_dec = torch.tensor([[1.0, 0.0, -1.0, 0.5]])  # times the norm weight: [1, 0, -3, 2]
+    (effect,) = logit_effects(model, FakeTokenizer(), W_dec, k=2)
+    assert [(t["id"], t["value"]) for t in effect["top"]] == [(3, 2.0), (0, 1.0)]
+    assert [(t["id"], t["value"]) for t in effect["bottom"]] == [(2, -3.0), (5, -1.0)]
+    assert effect["top"][0]["token"] == "<t3>" and sum(effect["histogram"]["counts"]) == 6
+
+
+def test_records_carry_logit_effects_and_refuse_bad_ids():
+    lm = lm_with({0: FEATURE0}, 20)
+    with torch.no_grad():
+        lm.model.norm.weight.fill_(2.0)
+        lm.model.head.weight.zero_()
+        lm.model.head.weight[7, 0] = 1.5
+    r = records(lm, features=[0])[0]
+    assert r["logits"]["top"][0] == {"id": 7, "token": "<t7>", "value": 3.0}
+    with pytest.raises(UserError, match=r"feature ids \[3\] are outside"):
+        records(lm, features=[0, 3])
