@@ -5,8 +5,8 @@ import time
 from collections.abc import Callable
 
 
-def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each function over `repeats` rounds, after one warm-up round. The functions take turns
+def round_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall time of each function in each of `repeats` rounds, after one warm-up round. The functions take turns
     within each round, so that load drifting on the machine affects all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for round_ in range(repeats + 1):
@@ -15,4 +15,9 @@ def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[s
             fn()
             if round_:  # round 0 is the warm-up
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function over `repeats` interleaved rounds (see `round_seconds`)."""
+    return {name: statistics.median(t) for name, t in round_seconds(fns, repeats).items()}

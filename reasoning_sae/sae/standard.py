@@ -7,71 +7,25 @@ reductions. `reference_loss` is the plain autograd version it is tested against 
 Where the time goes (batch 4096, d_in 576, d_sae 9216, 2 CPU threads): each GEMM ~125 ms; a pass over the
 [batch, d_sae] latents ~8 ms, but a *fresh* [batch, d_sae] tensor costs ~25 ms more (its 150 MB are page-faulted in
 on first write: glibc hands blocks that large straight back to the kernel). Hence:
-- the latents and the backward's scratch come from a small pool of buffers (`_BufferPool`), reused only when no
+- the latents and the backward's scratch come from a small pool of buffers (`BufferPool`), reused only when no
   one else holds them (the caller may keep `feats_BF`; autograd keeps it until backward);
 - biases ride inside the GEMMs where that costs nothing: the input gets a column of ones, so x_aug^T @ d_pre
-  yields grad_b_enc as its last row, and [d_recon | l1_scale] @ [W_dec | norms]^T adds the L1 term to d_feats;
+  yields grad_b_enc as its last row, and [err | l1 / 2] @ [W_dec | norms]^T (scaled by 2 / batch in the GEMM)
+  is d_recon @ W_dec^T plus the L1 term of d_feats;
 - b_enc and the ReLU are one pass (`aten._add_relu_`), the ReLU's backward runs in place, and the per-latent sum
-  of the latents is a GEMV (a third of the time of `sum(0)`)."""
+  of the latents is a GEMV (a third of the time of `sum(0)`);
+- few small ops: each one is a parallel region, cheap on an idle machine but a scheduling delay of a few ms when
+  other processes compete for the cores (the 5-GEMM floor has five; this loss and its backward about sixteen)."""
 
 import torch
 
 from reasoning_sae.sae.base import SparseAutoencoder, TrainOutput
-
-
-def _storage_use_count(t: torch.Tensor) -> int:
-    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
-
-
-try:
-    _FREE_USE_COUNT = _storage_use_count(torch.empty(1))  # a tensor that nothing else references
-except (AttributeError, RuntimeError):  # private API gone: never reuse, always allocate
-    _FREE_USE_COUNT = None
-
-
-class _BufferPool:
-    """Reusable scratch tensors. A buffer is handed out again only when the pool holds the sole reference to its
-    storage: whatever was built on it (a returned tensor, a tensor saved for backward, a view) keeps it busy."""
-
-    def __init__(self, per_name: int = 2):
-        self.per_name = per_name
-        self.buffers: dict[str, list[torch.Tensor]] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """An uninitialised tensor of `shape` (dtype and device of `like`) sharing no live storage."""
-        if _FREE_USE_COUNT is None or like.device.type != "cpu":  # other allocators cache blocks themselves
-            return torch.empty(shape, dtype=like.dtype, device=like.device)
-        shape = tuple(shape)
-        pool = self.buffers.setdefault(name, [])
-        for base in pool:
-            if base.shape == shape and base.dtype == like.dtype and _storage_use_count(base) == _FREE_USE_COUNT:
-                break
-        else:
-            base = torch.empty(shape, dtype=like.dtype, device=like.device)
-            pool.append(base)
-            del pool[:-self.per_name]  # busy buffers dropped here live on with their holders
-        # a fresh TensorImpl on the storage (not `base` itself, not a view): what the caller builds on it counts
-        return torch.empty(0, dtype=base.dtype, device=base.device).set_(base.untyped_storage(), 0, shape)
-
-    # copies and pickles of the module start with an empty pool
-    def __deepcopy__(self, memo):
-        return _BufferPool(self.per_name)
-
-    def __getstate__(self):
-        return {"per_name": self.per_name, "buffers": {}}
-
-
-def scratch_pool(module: torch.nn.Module) -> _BufferPool:
-    """The module's training-step buffers (not state: copies and pickles of the module start without them)."""
-    pool = module.__dict__.get("_scratch_pool")
-    if pool is None:
-        pool = module.__dict__["_scratch_pool"] = _BufferPool()
-    return pool
+from reasoning_sae.sae.buffers import BufferPool, scratch_pool
 
 
 class _StandardLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_BD, W_enc, b_enc, W_dec, b_dec, l1_coefficient: float, apply_b_dec: bool, pool: _BufferPool):
+    def forward(ctx, x_BD, W_enc, b_enc, W_dec, b_dec, l1_coefficient: float, apply_b_dec: bool, pool: BufferPool):
         (batch, d_in), d_sae = x_BD.shape, W_enc.shape[1]
         # [x_in | 1]: the ones column turns the encoder-gradient GEMM's last row into grad_b_enc
         x_aug_BD1 = pool.get("x_aug", (batch, d_in + 1), x_BD)
@@ -88,40 +42,45 @@ class _StandardLoss(torch.autograd.Function):
         else:
             feats_BF.add_(b_enc).relu_()
         recon_BD = torch.addmm(b_dec, feats_BF, W_dec, out=pool.get("recon", (batch, d_in), x_BD))
-        err_BD = torch.sub(recon_BD, x_BD, out=pool.get("err", (batch, d_in), x_BD))
+        # [err | l1_coefficient / 2]: scaled by 2 / batch in the backward's GEMMs, its last column adds the L1 term
+        err_BD1 = pool.get("err_aug", (batch, d_in + 1), x_BD)
+        err_BD = torch.sub(recon_BD, x_BD, out=err_BD1[:, :d_in])
+        err_BD1[:, d_in] = l1_coefficient / 2
         norms_F = torch.linalg.vector_norm(W_dec, dim=1)
         fsum_F = torch.mv(feats_BF.T, torch.ones(batch, dtype=x_BD.dtype, device=x_BD.device))
-        mse = err_BD.pow(2).sum() / batch
-        l1 = l1_coefficient * (fsum_F @ norms_F) / batch
-        ctx.save_for_backward(x_aug_BD1, W_enc, W_dec, feats_BF, err_BD, norms_F, fsum_F)
+        # per-token dot products (one batched GEMM, no temporary) summed: as exact as pow(2).sum()
+        mse = torch.bmm(err_BD.unsqueeze(1), err_BD.unsqueeze(2)).sum() / batch
+        l1 = l1_coefficient * (fsum_F * norms_F).sum() / batch
+        ctx.save_for_backward(x_aug_BD1, W_enc, W_dec, feats_BF, err_BD1, norms_F, fsum_F)
         ctx.l1_coefficient, ctx.apply_b_dec, ctx.pool = l1_coefficient, apply_b_dec, pool
-        ctx.mark_non_differentiable(feats_BF, recon_BD)
+        mse_out, l1_out = mse.detach(), l1.detach()
+        ctx.mark_non_differentiable(mse_out, l1_out, feats_BF, recon_BD)
         ctx.set_materialize_grads(False)  # else autograd fills a zero [batch, d_sae] gradient for feats_BF
-        return mse + l1, mse.detach(), l1.detach(), feats_BF, recon_BD
+        return mse + l1, mse_out, l1_out, feats_BF, recon_BD
 
     @staticmethod
     def backward(ctx, grad_loss, *_unused):
         if grad_loss is None:  # backward through an output that has no gradient
             return (None,) * 8
-        x_aug_BD1, W_enc, W_dec, feats_BF, err_BD, norms_F, fsum_F = ctx.saved_tensors
+        x_aug_BD1, W_enc, W_dec, feats_BF, err_BD1, norms_F, fsum_F = ctx.saved_tensors
         pool = ctx.pool
-        (batch, d_in), d_sae = err_BD.shape, W_dec.shape[0]
+        batch, (d_sae, d_in) = x_aug_BD1.shape[0], W_dec.shape
+        err_BD = err_BD1[:, :d_in]
+        d_recon_scale = 2 * float(grad_loss) / batch  # d loss / d recon = d_recon_scale * err
         l1_scale = grad_loss * ctx.l1_coefficient / batch
-        # [d_recon | l1_scale] @ [W_dec | norms]^T = d_recon @ W_dec^T + l1_scale * norms: the L1 term in the GEMM
-        d_recon_BD1 = pool.get("d_recon_aug", (batch, d_in + 1), err_BD)
-        d_recon_BD = d_recon_BD1[:, :d_in]
-        torch.mul(err_BD, 2 * grad_loss / batch, out=d_recon_BD)
-        d_recon_BD1[:, d_in] = l1_scale
+        # [err | l1_coefficient / 2] @ [W_dec | norms]^T * d_recon_scale = d_recon @ W_dec^T + l1_scale * norms
         W_dec_aug_FD1 = pool.get("W_dec_aug", (d_sae, d_in + 1), W_dec)
         W_dec_aug_FD1[:, :d_in] = W_dec
         W_dec_aug_FD1[:, d_in] = norms_F
 
         # the gradients live in pooled buffers too: one comes back once the optimizer's zero_grad lets go of it
-        grad_W_dec = torch.mm(feats_BF.T, d_recon_BD, out=pool.get("grad_W_dec", (d_sae, d_in), W_dec))
+        grad_W_dec = pool.get("grad_W_dec", (d_sae, d_in), W_dec)
+        torch.addmm(grad_W_dec, feats_BF.T, err_BD, beta=0, alpha=d_recon_scale, out=grad_W_dec)
         grad_W_dec.addcmul_(W_dec, (l1_scale * fsum_F / norms_F.clamp(min=1e-12))[:, None])
-        grad_b_dec = d_recon_BD.sum(0)
+        grad_b_dec = err_BD.sum(0).mul_(d_recon_scale)
 
-        d_pre_BF = torch.mm(d_recon_BD1, W_dec_aug_FD1.T, out=pool.get("d_pre", (batch, d_sae), feats_BF))
+        d_pre_BF = pool.get("d_pre", (batch, d_sae), feats_BF)
+        torch.addmm(d_pre_BF, err_BD1, W_dec_aug_FD1.T, beta=0, alpha=d_recon_scale, out=d_pre_BF)
         del W_dec_aug_FD1
         torch.ops.aten.threshold_backward.grad_input(d_pre_BF, feats_BF, 0.0, grad_input=d_pre_BF)
         # rows: grad_W_enc, then grad_b_enc (from the ones column)

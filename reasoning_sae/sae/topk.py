@@ -4,9 +4,10 @@ the k winners instead of a dense [batch, d_sae] product.
 
 Training uses a hand-written backward (`_TopKLoss`, like sparsify's fused encoder): only the k winners per token
 (and the AuxK winners) get a gradient, so the backward never touches a [batch, d_sae] tensor. The encoder and
-decoder gradients are sparse-times-dense products over the winners (one CSR matrix [d_sae, batch] serves both),
-the winners' gradients are per-token dot products with the decoder rows. The only dense work left is the encoder
-GEMM and the top-k itself. `reference_loss` is the plain autograd version it is tested against."""
+decoder gradients are sparse-times-dense products over the winners (one CSR pattern [d_sae, batch] serves both),
+the winners' gradients are per-token dot products with the decoder rows. The dense work left is the encoder GEMM,
+the top-k itself and writing the dense latents the caller gets; large tensors come from the module's
+`BufferPool` (see standard.py). `reference_loss` is the plain autograd version it is tested against."""
 
 import warnings
 
@@ -14,7 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from reasoning_sae.sae.base import SparseAutoencoder, TrainOutput
-from reasoning_sae.sae.standard import _BufferPool, scratch_pool
+from reasoning_sae.sae.buffers import BufferPool, scratch_pool
+
+
+def _sum_of_squares(t_BD: torch.Tensor) -> torch.Tensor:
+    """sum(t**2) as per-row dot products (one batched GEMM, no temporary): as exact as pow(2).sum()."""
+    return torch.bmm(t_BD.unsqueeze(1), t_BD.unsqueeze(2)).sum()
 
 
 class _Winners:
@@ -29,13 +35,15 @@ class _Winners:
         torch.cumsum(torch.bincount(sorted_N, minlength=d_sae), 0, out=self.crow[1:])
         self.col = torch.div(self.order_N, k, rounding_mode="floor")  # the token of each winner
 
-    def rows_times(self, vals_BK: torch.Tensor, rhs_BD: torch.Tensor) -> torch.Tensor:
-        """[d_sae, D]: row f = sum over the tokens b that picked f of vals[b, f] * rhs[b]."""
+    def rows_times(self, vals_BK: torch.Tensor, rhs_BD: torch.Tensor, out_FD: torch.Tensor,
+                   accumulate: bool = False) -> torch.Tensor:
+        """out[f] (+)= sum over the tokens b that picked f of vals[b, f] * rhs[b]; `out` [d_sae, D]."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta state"
             S_FB = torch.sparse_csr_tensor(self.crow, self.col, vals_BK.reshape(-1)[self.order_N],
                                            (self.d_sae, self.batch), check_invariants=False)
-            return S_FB @ rhs_BD
+            # into a given output: S @ rhs would zero-fill a fresh one and copy MKL's result over (twice the time)
+            return torch.addmm(out_FD, S_FB, rhs_BD, beta=1 if accumulate else 0, out=out_FD)
 
     def dots(self, W_FD: torch.Tensor, rhs_BD: torch.Tensor) -> torch.Tensor:
         """[batch, k]: W[idx[b, j]] . rhs[b] (the gradient of per-sample weights of an embedding bag)."""
@@ -53,9 +61,9 @@ class _Winners:
 class _TopKLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_BD, W_enc, b_enc, W_dec, b_dec, k: int, apply_b_dec: bool, dead_mask_F, n_dead: int,
-                aux_coefficient: float, pool: _BufferPool):
+                aux_coefficient: float, pool: BufferPool):
         batch, d_in = x_BD.shape
-        x_in_BD = x_BD - b_dec if apply_b_dec else x_BD
+        x_in_BD = torch.sub(x_BD, b_dec, out=pool.get("x_in", x_BD.shape, x_BD)) if apply_b_dec else x_BD
         # pre-activations exactly as encode_pre computes them (the same winners), in a reused buffer
         pre_BF = pool.get("pre", (batch, W_enc.shape[1]), x_BD)
         torch.mm(x_in_BD, W_enc, out=pre_BF)
@@ -64,8 +72,8 @@ class _TopKLoss(torch.autograd.Function):
         vals_BK = pre_BK.relu()
         recon_BD = F.embedding_bag(idx_BK, W_dec, per_sample_weights=vals_BK, mode="sum")
         recon_BD += b_dec
-        err_BD = recon_BD - x_BD
-        mse = err_BD.pow(2).sum() / batch
+        err_BD = torch.sub(recon_BD, x_BD, out=pool.get("err", x_BD.shape, x_BD))
+        mse = _sum_of_squares(err_BD) / batch
         aux_idx_BK = aux_vals_BK = aux_err_BD = None
         aux = torch.zeros((), dtype=mse.dtype, device=mse.device)
         aux_scale = 0.0
@@ -77,10 +85,10 @@ class _TopKLoss(torch.autograd.Function):
             aux_vals_BK, aux_idx_BK = pre_BF.topk(k_aux, dim=-1, sorted=False)
             aux_err_BD = F.embedding_bag(aux_idx_BK, W_dec, per_sample_weights=aux_vals_BK, mode="sum")
             aux_err_BD += err_BD  # aux_recon - residual, residual = x - recon (detached)
-            aux = aux_scale * aux_err_BD.pow(2).sum() / batch
+            aux = aux_scale * _sum_of_squares(aux_err_BD) / batch
         feats_BF = pre_BF.zero_().scatter_(-1, idx_BK, vals_BK)  # the buffer is free now: the latents go there
         ctx.save_for_backward(x_in_BD, W_enc, W_dec, idx_BK, vals_BK, err_BD, aux_idx_BK, aux_vals_BK, aux_err_BD)
-        ctx.apply_b_dec, ctx.aux_scale = apply_b_dec, aux_scale
+        ctx.apply_b_dec, ctx.aux_scale, ctx.pool = apply_b_dec, aux_scale, pool
         mse, aux = mse.detach(), aux.detach()
         ctx.mark_non_differentiable(mse, aux, feats_BF, recon_BD)
         ctx.set_materialize_grads(False)  # else autograd fills a zero [batch, d_sae] gradient for feats_BF
@@ -91,23 +99,26 @@ class _TopKLoss(torch.autograd.Function):
         if grad_loss is None:  # backward through an output that has no gradient
             return (None,) * 11
         x_in_BD, W_enc, W_dec, idx_BK, vals_BK, err_BD, aux_idx_BK, aux_vals_BK, aux_err_BD = ctx.saved_tensors
-        batch, d_sae = err_BD.shape[0], W_dec.shape[0]
-        d_recon_BD = err_BD * (2 * grad_loss / batch)
+        pool = ctx.pool
+        batch, (d_sae, d_in) = err_BD.shape[0], W_dec.shape
+        d_recon_BD = torch.mul(err_BD, 2 * grad_loss / batch, out=pool.get("d_recon", err_BD.shape, err_BD))
         grad_b_dec = d_recon_BD.sum(0)
         winners = _Winners(idx_BK, d_sae)
         grad_vals_BK = winners.dots(W_dec, d_recon_BD)
         grad_pre_BK = grad_vals_BK.masked_fill_(vals_BK <= 0, 0)  # ReLU (vals are ReLU'd winners)
-        grad_W_dec = winners.rows_times(vals_BK, d_recon_BD)
-        grad_W_encT = winners.rows_times(grad_pre_BK, x_in_BD)
+        # the gradients live in pooled buffers: one comes back once the optimizer's zero_grad lets go of it
+        grad_W_dec = winners.rows_times(vals_BK, d_recon_BD, pool.get("grad_W_dec", (d_sae, d_in), W_dec))
+        grad_W_encT = winners.rows_times(grad_pre_BK, x_in_BD, pool.get("grad_W_encT", (d_sae, d_in), W_enc))
         grad_b_enc = winners.bias_grad(grad_pre_BK)
         if aux_idx_BK is not None:  # AuxK: its winners' raw pre-activations reconstruct the detached residual
             aux_winners = _Winners(aux_idx_BK, d_sae)
             d_aux_BD = aux_err_BD * (2 * ctx.aux_scale * grad_loss / batch)
             grad_aux_BK = aux_winners.dots(W_dec, d_aux_BD)
-            grad_W_dec += aux_winners.rows_times(aux_vals_BK, d_aux_BD)
-            grad_W_encT += aux_winners.rows_times(grad_aux_BK, x_in_BD)
+            aux_winners.rows_times(aux_vals_BK, d_aux_BD, grad_W_dec, accumulate=True)
+            aux_winners.rows_times(grad_aux_BK, x_in_BD, grad_W_encT, accumulate=True)
             grad_b_enc += aux_winners.bias_grad(grad_aux_BK)
-        grad_W_enc = grad_W_encT.T.contiguous()
+        grad_W_enc = pool.get("grad_W_enc", (d_in, d_sae), W_enc).copy_(grad_W_encT.T)
+        del grad_W_encT
         if ctx.apply_b_dec:
             grad_b_dec -= W_enc @ grad_b_enc
         return None, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None, None, None, None, None

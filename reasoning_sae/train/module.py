@@ -43,8 +43,9 @@ class SAEModule(L.LightningModule):
     def configure_optimizers(self):
         total = self.cfg.total_steps
         warm, decay = int(self.cfg.lr_warm_up_fraction * total), int(self.cfg.lr_decay_fraction * total)
+        # fused: one kernel over all parameters (on a loaded 2-core CPU the for-loop Adam costs ~14% of a step)
         optimizer = torch.optim.Adam(self.sae.parameters(), lr=self.cfg.lr,
-                                     betas=(self.cfg.adam_beta1, self.cfg.adam_beta2))
+                                     betas=(self.cfg.adam_beta1, self.cfg.adam_beta2), fused=True)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warm, decay))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

@@ -6,8 +6,8 @@ import math
 from reasoning_sae.bench import sae_step
 
 TIMES = ("floor_ms", "standard_ms", "sae_lens_ms", "adam_ms", "adam_other_ms", "topk_ms", "topk_sae_lens_ms")
-RATIOS = ("standard_over_floor", "sae_lens_over_floor", "speedup_vs_sae_lens", "adam_share",
-          "topk_speedup_vs_sae_lens")
+RATIOS = ("standard_over_floor", "sae_lens_over_floor", "speedup_vs_sae_lens", "adam_share", "standard_over_floor_best",
+          "speedup_vs_sae_lens_best", "topk_speedup_vs_sae_lens")
 
 
 def test_run_and_report_on_tiny_shapes():

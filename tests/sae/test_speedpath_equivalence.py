@@ -191,3 +191,20 @@ def test_buffers_are_reused_and_not_copied(architecture):
     # the buffers are scratch, not state: copies and pickles of the pool (and of a module holding it) start empty
     assert copy.deepcopy(pool).buffers == {}
     assert pickle.loads(pickle.dumps(pool)).buffers == {}
+
+
+@pytest.mark.parametrize("apply_b_dec", [False, True])
+@pytest.mark.parametrize("architecture", ["standard", "topk"])
+def test_reused_buffers_start_from_garbage(architecture, apply_b_dec):
+    """Every reused buffer is fully overwritten before it is read: NaN left in all of them changes nothing."""
+    sae = random_sae(architecture, apply_b_dec, seed=19)
+    x = random_x(seed=20)
+    mask = dead_mask(30) if architecture == "topk" else None
+    sae.training_loss(x, dead_mask_F=mask).loss.backward()  # fills the pool
+    sae.zero_grad(set_to_none=True)
+    for buffers in sae._scratch_pool.buffers.values():
+        for buffer in buffers:
+            buffer.fill_(float("nan"))
+    ours = sae.training_loss(x, dead_mask_F=mask)
+    ref = sae.reference_loss(x, dead_mask_F=mask) if architecture == "topk" else sae.reference_loss(x)
+    assert_same_step(ours, ref, sae)

@@ -128,9 +128,6 @@ def test_l1_coefficient_zero_is_plain_mse():
         assert_close(g_ours[name], g_ref[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-@pytest.mark.xfail(strict=True, reason="standard.py: _StandardLoss.forward returns mse and l1 as differentiable "
-                   "outputs (only feats/recon are marked non-differentiable) and backward ignores their gradients, "
-                   "so losses['mse_loss'] has a grad_fn and losses['mse_loss'].backward() gives all-zero gradients")
 def test_reported_losses_are_detached():
     sae = random_sae(apply_b_dec=False)
     out = sae.training_loss(random_x(), l1_coefficient=COEF)
