@@ -31,6 +31,23 @@ def stage_dir(cfg: DictConfig, stage: str) -> Path:
     return Path(cfg.paths.artifacts) / cfg.experiment_name / stage
 
 
+def upstream(cfg: DictConfig, stage: str, name: str = "") -> Path:
+    """`name` inside an earlier stage's artifact; a UserError naming the stage to run when it is absent."""
+    path = stage_dir(cfg, stage) / name
+    if not (stage_dir(cfg, stage) / META).is_file() or not path.exists():
+        from reasoning_sae.errors import UserError
+
+        raise UserError(f"no {stage} artifact at {path}: run the {stage} stage first (python -m reasoning_sae {stage})")
+    return path
+
+
+def upstream_inputs(cfg: DictConfig, files: dict[str, str]) -> dict[str, str]:
+    """Fingerprints of the earlier stages a stage reads (`files`: stage -> the file or folder it needs)."""
+    for stage, name in files.items():
+        upstream(cfg, stage, name)
+    return {stage: path_fingerprint(stage_dir(cfg, stage)) for stage in files}
+
+
 def output_dir(cfg: DictConfig, stage: str) -> Path:
     """Where this run writes: the stage directory, or in a Hydra multirun the job's own directory."""
     job_dir = cfg.get("job_dir")

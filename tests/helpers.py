@@ -1,9 +1,21 @@
-"""Test-only Lightning callbacks, passed to the train stage through its `callbacks` config."""
+"""Test helpers: a Lightning callback passed to the train stage through its `callbacks` config, and fakes."""
 
 import os
 import signal
 
+import torch
 from lightning.pytorch.callbacks import Callback
+
+from reasoning_sae.sae import SAEConfig, SparseAutoencoder
+
+
+def identity_sae(d: int) -> SparseAutoencoder:
+    """An SAE whose latents are the (ReLU'd) input coordinates, so feature values can be written by hand."""
+    sae = SparseAutoencoder(SAEConfig(d_in=d, d_sae=d))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(d))
+        sae.W_dec.copy_(torch.eye(d))
+    return sae
 
 
 class KillAtStep(Callback):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import path_fingerprint, run_stage, stage_dir, write_json
+from reasoning_sae.artifacts import run_stage, stage_dir, upstream, upstream_inputs, write_json
 from reasoning_sae.errors import UserError
 from reasoning_sae.interpret.features import feature_records
 from reasoning_sae.interpret.render import write_site
@@ -24,15 +24,8 @@ UPSTREAM = {"corpus": "score", "train": "sae", "score": "top_features.json"}
 SCORE_PARTS = ("reason_score", "share_pos", "share_neg", "mean_pos", "mean_neg", "entropy")
 
 
-def upstream(cfg: DictConfig, stage: str) -> Path:
-    path = stage_dir(cfg, stage) / UPSTREAM[stage]
-    if not path.exists():
-        raise UserError(f"no {stage} artifact at {path}: run the {stage} stage first (python -m reasoning_sae {stage})")
-    return path
-
-
 def inputs(cfg: DictConfig) -> dict[str, str]:
-    return {stage: path_fingerprint(stage_dir(cfg, stage)) for stage in UPSTREAM if upstream(cfg, stage)}
+    return upstream_inputs(cfg, UPSTREAM)
 
 
 def score_parts(table: pd.DataFrame, feature: int) -> dict:
@@ -57,13 +50,14 @@ def build(cfg: DictConfig, out: Path) -> dict:
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
     score_dir = stage_dir(cfg, "score")
     table = pd.read_parquet(score_dir / "scores.parquet")
-    top_set = [int(f) for f in json.loads(upstream(cfg, "score").read_text())["features"]]
+    top_set = [int(f) for f in json.loads(upstream(cfg, "score", UPSTREAM["score"]).read_text())["features"]]
     features = list(dict.fromkeys([*top_set, *(int(f) for f in ic.extra_features)]))
     if not features:
         raise UserError("F_R is empty and interpret.extra_features names no feature: nothing to interpret "
                         "(lower score.q or set score.top_k)")
-    sae = SparseAutoencoder.load(upstream(cfg, "train"))
-    token_ids = np.asarray(datasets.load_from_disk(str(upstream(cfg, "corpus")))["input_ids"], dtype=np.int64)
+    sae = SparseAutoencoder.load(upstream(cfg, "train", UPSTREAM["train"]))
+    corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", UPSTREAM["corpus"])))
+    token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)
     if ic.sequences:
         token_ids = token_ids[: ic.sequences]
     lm = load_lm(mc)

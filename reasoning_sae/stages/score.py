@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import path_fingerprint, run_stage, stage_dir, write_json
+from reasoning_sae.artifacts import run_stage, stage_dir, upstream, upstream_inputs, write_json
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
@@ -21,15 +21,8 @@ CONFIG_KEYS = ("score", "model")
 UPSTREAM = {"corpus": "score", "train": "sae", "vocab": "vocabulary.json"}
 
 
-def upstream(cfg: DictConfig, stage: str) -> Path:
-    path = stage_dir(cfg, stage) / UPSTREAM[stage]
-    if not path.exists():
-        raise UserError(f"no {stage} artifact at {path}: run the {stage} stage first (python -m reasoning_sae {stage})")
-    return path
-
-
 def inputs(cfg: DictConfig) -> dict[str, str]:
-    return {stage: path_fingerprint(stage_dir(cfg, stage)) for stage in UPSTREAM if upstream(cfg, stage)}
+    return upstream_inputs(cfg, UPSTREAM)
 
 
 def build(cfg: DictConfig, out: Path) -> dict:
@@ -37,9 +30,10 @@ def build(cfg: DictConfig, out: Path) -> dict:
     if sc.q is not None and not 0 < sc.q < 1:
         raise UserError(f"score.q={sc.q} must lie strictly between 0 and 1 (the paper: 0.997)")
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
-    sae = SparseAutoencoder.load(upstream(cfg, "train"))
-    vocabulary = load_vocabulary(upstream(cfg, "vocab"))
-    token_ids = np.asarray(datasets.load_from_disk(str(upstream(cfg, "corpus")))["input_ids"], dtype=np.int64)
+    sae = SparseAutoencoder.load(upstream(cfg, "train", UPSTREAM["train"]))
+    vocabulary = load_vocabulary(upstream(cfg, "vocab", UPSTREAM["vocab"]))
+    corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", UPSTREAM["corpus"])))
+    token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)
     if sc.sequences:
         token_ids = token_ids[: sc.sequences]
     lm = load_lm(mc)

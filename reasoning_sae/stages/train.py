@@ -4,7 +4,6 @@ Writes `sae/` (SAELens format, input scaling folded in, feature stats in sparsit
 (held-out evaluation), `density.png`, and `train_log.csv` with the logged metrics. Lightning checkpoints live in
 a work directory beside the artifact until the run finishes, so `resume=true` continues a killed run exactly."""
 
-import json
 import logging
 import os
 import shutil
@@ -16,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import fingerprint, output_dir, path_fingerprint, run_stage, stage_dir, write_json
+from reasoning_sae.artifacts import fingerprint, output_dir, run_stage, stage_dir, upstream, upstream_inputs, write_json
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config, resid_post
 from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
@@ -30,14 +29,11 @@ CONFIG_KEYS = ("model", "data", "sae", "trainer")
 
 
 def corpus_dir(cfg: DictConfig) -> Path:
-    path = stage_dir(cfg, "corpus")
-    if not (path / "meta.json").is_file():
-        raise UserError(f"no corpus at {path}: run the corpus stage first (python -m reasoning_sae corpus)")
-    return path
+    return upstream(cfg, "corpus")
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
-    return {"corpus": path_fingerprint(corpus_dir(cfg))}
+    return upstream_inputs(cfg, {"corpus": ""})
 
 
 def make_logger(cfg: DictConfig, save_dir: Path, run_name: str):

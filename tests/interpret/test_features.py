@@ -5,8 +5,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from reasoning_sae import SAEConfig, SparseAutoencoder, UserError
+from reasoning_sae import UserError
 from reasoning_sae.interpret.features import feature_records, logit_effects
+from tests.helpers import identity_sae
 
 HOOK = "blocks.0.hook_resid_post"
 
@@ -37,14 +38,6 @@ class FakeLM:
 
     def activations(self, ids_BS, hook):
         return self.embedding[ids_BS]
-
-
-def identity_sae(d: int) -> SparseAutoencoder:
-    sae = SparseAutoencoder(SAEConfig(d_in=d, d_sae=d))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(d))
-        sae.W_dec.copy_(torch.eye(d))
-    return sae
 
 
 def lm_with(values: dict[int, list[float]], n_tokens: int) -> FakeLM:

@@ -6,6 +6,7 @@ import torch
 
 from reasoning_sae import SAEConfig, SparseAutoencoder, UserError
 from reasoning_sae.score import reason_scores, top_features
+from tests.helpers import identity_sae
 
 
 class FakeTokenizer:
@@ -33,14 +34,6 @@ class FakeLM:
 
     def activations(self, ids_BS, hook):
         return self.embedding[ids_BS]
-
-
-def identity_sae(d: int) -> SparseAutoencoder:
-    sae = SparseAutoencoder(SAEConfig(d_in=d, d_sae=d))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(d))
-        sae.W_dec.copy_(torch.eye(d))
-    return sae
 
 
 def score(lm, sae, ids, vocabulary, **kwargs):
