@@ -9,6 +9,7 @@ from reasoning_sae.errors import UserError
 from reasoning_sae.models import LanguageModel, ModelConfig, load_lm
 from reasoning_sae.sae import SAEConfig, SparseAutoencoder
 from reasoning_sae.score import reason_scores
+from reasoning_sae.steering import steer
 
 try:
     __version__ = version("reasoning-sae")
@@ -17,5 +18,5 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "LanguageModel", "ModelConfig", "SAEConfig", "SparseAutoencoder", "UserError", "__version__", "load_lm",
-    "reason_scores",
+    "reason_scores", "steer",
 ]
