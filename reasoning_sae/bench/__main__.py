@@ -2,7 +2,7 @@
 
 import torch
 
-from reasoning_sae.bench import activations, sae_step, score
+from reasoning_sae.bench import activations, sae_step, score, steering
 from reasoning_sae.models import load_lm
 
 
@@ -29,6 +29,7 @@ def main() -> None:
     print()
     for label, sae in score_saes(lm):
         print(f"[{label}]", score.report(score.run(lm, sae)))
+    print(f"\n[{label}]", steering.report(steering.run(lm, sae)))  # the largest SAE: the hooks differ most
     del lm
     print()
     print(sae_step.report(sae_step.run()))

@@ -28,3 +28,15 @@ def test_floor_runs_the_five_gemms():
 
     floor = sae_step.gemm_floor(8, 4, 16, torch.Generator().manual_seed(0))
     floor()  # preallocated outputs of matching shapes: any mismatch raises
+
+
+def test_steering_and_score_benchmarks_report(smollm2):
+    from reasoning_sae.bench import score, steering
+    from tests.steering.test_hook import random_sae
+
+    sae = random_sae(d_sae=64)
+    r = steering.run(smollm2, sae, new_tokens=2, repeats=1)
+    assert {"unsteered", "ours", "released"} <= set(r) and all(r[k] > 0 for k in ("unsteered", "ours", "released"))
+    assert "rank-1 hook" in steering.report(r)
+    s = score.run(smollm2, sae, n_sequences=2, seq_len=32, repeats=1, batch_sequences=2)
+    assert s["passes"] == 2 and s["ours_s"] > 0 and "released strategy" in score.report(s)
