@@ -3,36 +3,27 @@
 The released hook (lm_eval/sae_utils.py) encodes the whole activation with the SAE, sets the feature, decodes
 and adds the SAE error back: two [tokens, d_sae] products per step where ours needs one column and one row."""
 
-import contextlib
-
 import torch
 
 from reasoning_sae.bench.timing import median_seconds
 from reasoning_sae.steering import steer
+from reasoning_sae.train.evaluate import replace_resid_post
 
 PROMPTS = ["What is 17 times 23?", "Name three prime numbers above 50.", "Why is the sky blue?",
            "Write a haiku about rain.", "How many legs does a spider have?", "Explain what a mutex is.",
            "Convert 3 km to miles.", "Who wrote Hamlet?"]
 
 
-@contextlib.contextmanager
 def full_sae_hook(lm, sae, feature: int, value: float):
     """The released code's intervention: f = encode(x); err = x - decode(f); f[i] = value; x' = decode(f) + err."""
-    layer = lm.hook_point(sae.hook_name(lm)).layer
 
-    def hook(_module, _args, output):
-        hidden = output[0] if isinstance(output, tuple) else output
+    def intervene(hidden):
         feats = sae.encode(hidden)
         error = hidden - sae.decode(feats)
         feats[..., feature] = value
-        new = sae.decode(feats) + error
-        return (new, *output[1:]) if isinstance(output, tuple) else new
+        return sae.decode(feats) + error
 
-    handle = lm.layers[layer].register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+    return replace_resid_post(lm, lm.hook_point(sae.hook_name(lm)).layer, intervene)
 
 
 @torch.inference_mode()

@@ -14,12 +14,14 @@ from reasoning_sae.sae import SparseAutoencoder
 
 
 @contextlib.contextmanager
-def replace_resid_post(lm: LanguageModel, layer: int, fn, keep_BS: torch.Tensor):
-    """Replace the residual stream after `layer` by fn(resid) at the positions where keep_BS is True."""
+def replace_resid_post(lm: LanguageModel, layer: int, fn, keep_BS: torch.Tensor | None = None):
+    """Replace the residual stream after `layer` by fn(resid) (only where keep_BS is True, when given)."""
 
     def hook(_module, _args, output):
         hidden = output[0] if isinstance(output, tuple) else output
-        new = torch.where(keep_BS[..., None], fn(hidden).to(hidden.dtype), hidden)
+        new = fn(hidden).to(hidden.dtype)
+        if keep_BS is not None:
+            new = torch.where(keep_BS[..., None], new, hidden)
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
     handle = lm.layers[layer].register_forward_hook(hook)
