@@ -35,12 +35,27 @@ def _f_max(sae, features: list[int], f_max) -> list[float]:
     return [float(stats["max_activation"][i]) for i in features]
 
 
-class SteeringHook:
-    """The forward hook; `prompt_length` is learnt from the first pass over a new sequence."""
+class SteeringVectors:
+    """The rank-1 update, engine-independent: the HF hook below and the vLLM hook (reasoning_sae.lm_eval.vllm) share it."""
 
-    def __init__(self, vectors_KD, enc_KD, enc_bias_K, targets_K, b_dec_D, mode: str, positions: str):
+    def __init__(self, vectors_KD, enc_KD, enc_bias_K, targets_K, b_dec_D, mode: str):
         self.vectors_KD, self.enc_KD, self.enc_bias_K = vectors_KD, enc_KD, enc_bias_K
-        self.targets_K, self.b_dec_D, self.mode, self.positions = targets_K, b_dec_D, mode, positions
+        self.targets_K, self.b_dec_D, self.mode = targets_K, b_dec_D, mode
+
+    def update(self, resid_XD: torch.Tensor) -> torch.Tensor:
+        """What to add to residual-stream rows `resid_XD` ([..., d_model]) to steer every feature."""
+        coeff_XK = self.targets_K.expand(*resid_XD.shape[:-1], -1).to(resid_XD.dtype)
+        if self.mode == "clamp":
+            x = resid_XD if self.b_dec_D is None else resid_XD - self.b_dec_D
+            coeff_XK = coeff_XK - torch.relu(x @ self.enc_KD.T + self.enc_bias_K)
+        return coeff_XK @ self.vectors_KD
+
+
+class SteeringHook:
+    """The HF forward hook; `prompt_length` is learnt from the first pass over a new sequence."""
+
+    def __init__(self, vectors: SteeringVectors, positions: str):
+        self.vectors, self.positions = vectors, positions
         self.prompt_length: int | None = None
         self._last_length = -1
 
@@ -60,14 +75,32 @@ class SteeringHook:
         cache = kwargs.get("past_key_values")
         seq = hidden.shape[1]
         start = cache.get_seq_length() - seq if cache is not None and kwargs.get("use_cache", True) else 0
-        coeff_BSK = self.targets_K.expand(*hidden.shape[:2], -1).to(hidden.dtype)
-        if self.mode == "clamp":
-            x = hidden if self.b_dec_D is None else hidden - self.b_dec_D
-            coeff_BSK = coeff_BSK - torch.relu(x @ self.enc_KD.T + self.enc_bias_K)
-        update = coeff_BSK @ self.vectors_KD
+        update = self.vectors.update(hidden)
         mask = self._position_mask(seq, start, hidden.device)
         new = hidden + (update if mask is None else update * mask)
         return (new, *output[1:]) if isinstance(output, tuple) else new
+
+
+def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[float] = 2.0, mode: str = "add",
+                     f_max: float | Sequence[float] | None = None, device=None, dtype=None) -> SteeringVectors:
+    """Check the request and gather the SAE rows it needs (one encoder column, bias and decoder row per feature)."""
+    features = [feature] if isinstance(feature, int) else [int(f) for f in feature]
+    if not features or any(not 0 <= f < sae.d_sae for f in features):
+        raise UserError(f"feature index out of range: {features} (the SAE has {sae.d_sae} features, 0-{sae.d_sae - 1})")
+    gammas = _as_list(gamma, len(features), "gamma")
+    if not all(math.isfinite(g) for g in gammas):
+        raise UserError(f"gamma must be finite, got {gammas}")
+    if mode not in MODES:
+        raise UserError(f"unknown steering mode {mode!r}: use one of {MODES}")
+    if mode == "clamp" and sae.cfg.architecture != "standard":
+        raise UserError("mode=clamp needs a standard (ReLU) SAE: a topk latent is not a function of its own column")
+    targets = [g * m for g, m in zip(gammas, _f_max(sae, features, f_max), strict=True)]
+    with torch.no_grad():
+        idx = torch.tensor(features)
+        return SteeringVectors(
+            vectors_KD=sae.W_dec[idx].to(device, dtype), enc_KD=sae.W_enc[:, idx].T.to(device, dtype),
+            enc_bias_K=sae.b_enc[idx].to(device, dtype), targets_K=torch.tensor(targets, device=device, dtype=dtype),
+            b_dec_D=sae.b_dec.to(device, dtype) if sae.cfg.apply_b_dec_to_input else None, mode=mode)
 
 
 @contextlib.contextmanager
@@ -77,28 +110,13 @@ def steer(lm, sae, feature: int | Sequence[int], gamma: float | Sequence[float] 
 
     `feature` and `gamma`/`f_max` may be lists (one value per feature). f_max defaults to the largest activation
     the SAE saw in training; the evaluation stage passes the interpret stage's value."""
-    features = [feature] if isinstance(feature, int) else [int(f) for f in feature]
-    if not features or any(not 0 <= f < sae.d_sae for f in features):
-        raise UserError(f"feature index out of range: {features} (the SAE has {sae.d_sae} features, 0-{sae.d_sae - 1})")
-    gammas = _as_list(gamma, len(features), "gamma")
-    if not all(math.isfinite(g) for g in gammas):
-        raise UserError(f"gamma must be finite, got {gammas}")
-    if mode not in MODES or positions not in POSITIONS:
-        raise UserError(f"unknown steering mode {mode!r} or positions {positions!r}: modes {MODES}, positions {POSITIONS}")
-    if mode == "clamp" and sae.cfg.architecture != "standard":
-        raise UserError("mode=clamp needs a standard (ReLU) SAE: a topk latent is not a function of its own column")
+    if positions not in POSITIONS:
+        raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
     point = lm.hook_point(sae.hook_name(lm))
     if point.kind != "hook_resid_post":
         raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
-    targets = [g * m for g, m in zip(gammas, _f_max(sae, features, f_max), strict=True)]
-    with torch.no_grad():
-        device, dtype = lm.device, lm.dtype
-        idx = torch.tensor(features)
-        hook = SteeringHook(
-            vectors_KD=sae.W_dec[idx].to(device, dtype), enc_KD=sae.W_enc[:, idx].T.to(device, dtype),
-            enc_bias_K=sae.b_enc[idx].to(device, dtype), targets_K=torch.tensor(targets, device=device, dtype=dtype),
-            b_dec_D=sae.b_dec.to(device, dtype) if sae.cfg.apply_b_dec_to_input else None, mode=mode,
-            positions=positions)
+    vectors = steering_vectors(sae, feature, gamma, mode, f_max, device=lm.device, dtype=lm.dtype)
+    hook = SteeringHook(vectors, positions)
     handle = lm.layers[point.layer].register_forward_hook(hook, with_kwargs=True)
     try:
         yield hook

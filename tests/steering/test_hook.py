@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from reasoning_sae import SAEConfig, SparseAutoencoder, UserError
-from reasoning_sae.steering import SteeringHook, steer
+from reasoning_sae.steering import SteeringHook, steer, steering_vectors
 
 HOOK = "blocks.6.hook_resid_post"
 
@@ -22,9 +22,7 @@ def random_sae(d_in=576, d_sae=32, apply_b_dec=False, seed=0, decoder_norm=4.0) 
 
 
 def _hook(sae, features, targets, mode):
-    idx = torch.tensor(features)
-    return SteeringHook(sae.W_dec[idx], sae.W_enc[:, idx].T, sae.b_enc[idx], torch.tensor(targets),
-                        sae.b_dec if sae.cfg.apply_b_dec_to_input else None, mode, "all")
+    return SteeringHook(steering_vectors(sae, features, gamma=1.0, mode=mode, f_max=targets), "all")
 
 
 @pytest.mark.parametrize("apply_b_dec", [False, True])
@@ -92,7 +90,7 @@ def test_the_hook_is_removed_after_the_block_and_on_errors(smollm2):
     ({"feature": 1, "gamma": float("nan")}, "gamma must be finite"),
     ({"feature": 1, "gamma": float("inf")}, "gamma must be finite"),
     ({"feature": 1, "mode": "multiply"}, "unknown steering mode"),
-    ({"feature": 1, "positions": "middle"}, "unknown steering mode"),
+    ({"feature": 1, "positions": "middle"}, "unknown steering positions"),
     ({"feature": [1, 2], "gamma": [1.0, 2.0, 3.0]}, "gamma has 3 values for 2 features"),
 ])
 def test_bad_input(smollm2, kwargs, message):
@@ -109,4 +107,4 @@ def test_sae_for_another_model_or_without_f_max(smollm2):
     with pytest.raises(UserError, match="no f_max"), steer(smollm2, sae, feature=1):
         pass
     with steer(smollm2, sae, feature=1, f_max=2.0) as hook:
-        assert hook.targets_K.tolist() == [4.0]
+        assert hook.vectors.targets_K.tolist() == [4.0]
