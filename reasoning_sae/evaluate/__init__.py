@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks and their lm-eval task configs (benchmarks), answer extraction and grading (answers)."""

@@ -1,0 +1,197 @@
+"""The evaluation benchmarks: hub or local copies of AIME 2024, MATH-500 and GPQA-Diamond in their hub schemas, the
+offline demo benchmark, prompts, and the lm-eval task configs that run them (`task_config`)."""
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import datasets
+
+from reasoning_sae.errors import UserError
+
+# The released code's prompt for AIME and MATH-500 (also used for the demo benchmark).
+MATH_PROMPT = "Please reason step by step, and put your final answer within \\boxed{{}}.\nProblem: {problem}\nAnswer:"
+# OpenAI simple-evals' multiple-choice template, as in the released code's GPQA task.
+GPQA_PROMPT = (
+    "Answer the following multiple choice question. The last line of your response should be of the following "
+    "format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step before answering."
+    "\n\n{Question}\n\nA) {choice1}\nB) {choice2}\nC) {choice3}\nD) {choice4}"
+)
+GPQA_FIELDS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+GPQA_SEED = 0  # simple-evals draws every row's permutation from random.Random(0)
+
+
+class Benchmark(NamedTuple):
+    """Where a benchmark lives on the hub, the split lm-eval evaluates, and the fields its rows need."""
+
+    hub_path: str | None
+    hub_name: str | None
+    split: str
+    fields: tuple[str, ...]
+
+
+BENCHMARKS = {
+    "aime24_nofigures": Benchmark("simplescaling/aime24_nofigures", None, "train", ("problem", "answer")),
+    "math500": Benchmark("HuggingFaceH4/MATH-500", None, "test", ("problem", "answer")),
+    "gpqa_diamond_openai": Benchmark("Idavidrein/gpqa", "gpqa_diamond", "train", GPQA_FIELDS),
+    "reasoning_demo": Benchmark(None, None, "test", ("problem", "answer")),
+}
+
+# Demo templates: (kind, problem, operation); every answer is an exact small integer.
+_DEMO_TEMPLATES = (
+    ("add", "What is {a} + {b}?", "+"),
+    ("sub", "What is {a} - {b}?", "-"),
+    ("mul", "What is {a} times {b}?", "*"),
+    ("add", "Tom has {a} apples and buys {b} more. How many apples does Tom have now?", "+"),
+    ("sub", "Sara has {a} candies and gives {b} of them to a friend. How many candies does Sara have left?", "-"),
+    ("mul", "A box holds {a} pencils. How many pencils are in {b} boxes?", "*"),
+    ("add", "There are {a} birds on a tree and {b} more birds land on it. How many birds are on the tree now?", "+"),
+)
+
+
+def _demo_operands(op: str, rng: random.Random) -> tuple[int, int]:
+    if op == "*":
+        return rng.randint(2, 9), rng.randint(2, 9)
+    a, b = rng.randint(2, 20), rng.randint(1, 20)
+    return (max(a, b), min(a, b)) if op == "-" else (a, b)
+
+
+def demo_problems(n: int = 50, seed: int = 0) -> list[dict]:
+    """n easy arithmetic problems in the MATH-500 schema, the same for the same seed."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        kind, template, op = _DEMO_TEMPLATES[rng.randrange(len(_DEMO_TEMPLATES))]
+        a, b = _demo_operands(op, rng)
+        value = {"+": a + b, "-": a - b, "*": a * b}[op]
+        symbol = {"*": "\\times"}.get(op, op)
+        rows.append({
+            "problem": template.format(a=a, b=b),
+            "solution": f"${a} {symbol} {b} = {value}$, so the answer is $\\boxed{{{value}}}$.",
+            "answer": str(value),
+            "subject": f"arithmetic/{kind}",
+            "level": 1,
+            "unique_id": f"demo/{kind}/{i}.json",
+        })
+    return rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a .jsonl/.json or .csv file (strings kept as strings: AIME's "023" stays "023")."""
+    if not path.is_file():
+        raise UserError(f"benchmark file {path} does not exist: check local_path")
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    if path.suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8").strip()
+        return json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+    raise UserError(f"cannot read benchmark file {path}: use a .jsonl, .json or .csv copy in the hub schema")
+
+
+def load_local(name: str, path: str | Path) -> datasets.Dataset:
+    """A local copy of a benchmark, checked for the fields its task needs."""
+    path, bench = Path(path).expanduser(), BENCHMARKS[name]
+    rows = read_rows(path)
+    if not rows:
+        raise UserError(f"benchmark file {path} has no rows: point local_path at a copy of {bench.hub_path}")
+    for field in bench.fields:
+        if any(field not in row for row in rows):
+            raise UserError(
+                f"benchmark file {path} lacks field {field!r} needed by {name}: "
+                f"convert it to the {bench.hub_path} schema (fields {', '.join(bench.fields)})"
+            )
+    return datasets.Dataset.from_list(rows)
+
+
+def _hub(name: str) -> datasets.Dataset:
+    from reasoning_sae.models.loading import hub_reachable
+
+    bench = BENCHMARKS[name]
+    if not hub_reachable():
+        raise UserError(
+            f"cannot download {bench.hub_path} for {name}: the Hugging Face Hub is unreachable; "
+            f"pass a local copy with task_config({name!r}, local_path=...) or --metadata '{{\"local_path\": ...}}'"
+        )
+    return datasets.load_dataset(bench.hub_path, bench.hub_name, split=bench.split)
+
+
+def load_benchmark(
+    name: str, /, local_path: str | None = None, demo_size: int = 50, demo_seed: int = 0, **_: Any
+) -> datasets.DatasetDict:
+    """A benchmark as lm-eval's `custom_dataset` returns it: {split: rows}. Other lm-eval metadata is ignored."""
+    if name == "reasoning_demo":
+        rows = datasets.Dataset.from_list(demo_problems(int(demo_size), int(demo_seed)))
+    elif local_path:
+        rows = load_local(name, local_path)
+    else:
+        rows = _hub(name)
+    return datasets.DatasetDict({BENCHMARKS[name].split: rows})
+
+
+def shuffle_choices(rows: datasets.Dataset, seed: int = GPQA_SEED) -> datasets.Dataset:
+    """GPQA rows with the four options in a seeded per-row order (choice1..4) and the correct letter (answer)."""
+    rng = random.Random(seed)
+    orders = [rng.sample(range(4), 4) for _ in range(len(rows))]
+
+    def shuffle(row: dict, index: int) -> dict:
+        options = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
+        choices = [options[i] for i in orders[index]]
+        letter = "ABCD"[orders[index].index(0)]
+        return {**{f"choice{j + 1}": c for j, c in enumerate(choices)}, "answer": letter}
+
+    return rows.map(shuffle, with_indices=True)
+
+
+def _metric(name: str) -> dict:
+    return {"metric": name, "aggregation": "mean", "higher_is_better": True}
+
+
+def metric_list(repeats: int) -> list[dict]:
+    """lm-eval metric_list for `repeats` samples per problem: pass@1 and maj@k (see answers.maj_ks)."""
+    from reasoning_sae.evaluate.answers import maj_ks
+
+    return [_metric("pass@1"), *(_metric(f"maj@{k}") for k in maj_ks(repeats))]
+
+
+def sampling_filters(repeats: int) -> list[dict]:
+    """Keep all `repeats` samples per problem for process_results (lm-eval's default keeps only the first)."""
+    # Named "none" like lm-eval's default filter, so result keys read e.g. "maj@4,none" for every repeats.
+    return [{"name": "none", "filter": [{"function": "take_first_k", "k": repeats}]}]
+
+
+def task_config(
+    name: str,
+    local_path: str | Path | None = None,
+    max_gen_toks: int | None = None,
+    repeats: int | None = None,
+    **dataset_kwargs: Any,
+) -> dict:
+    """A complete lm-eval task config (a dict for `simple_evaluate(tasks=[...])`) from our yaml, with overrides.
+
+    local_path: a local copy in the hub schema (.jsonl/.json/.csv) instead of the hub dataset.
+    repeats: samples per problem; the metrics become pass@1 and maj@k for k in maj_ks(repeats).
+    dataset_kwargs: passed to `load_benchmark`, e.g. demo_size and demo_seed for reasoning_demo.
+    """
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from reasoning_sae.lm_eval import task_dir
+
+    path = task_dir() / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in task_dir().glob("*.yaml"))
+        raise UserError(f"unknown benchmark task {name!r}: use one of {', '.join(names)}")
+    cfg = load_yaml(path, resolve_func=True)
+    extra = {**(cfg.get("dataset_kwargs") or {}), **dataset_kwargs}
+    if local_path is not None:
+        extra["local_path"] = str(Path(local_path).expanduser().resolve())
+    cfg["dataset_kwargs"] = extra or None
+    if max_gen_toks is not None:
+        cfg["generation_kwargs"] = {**cfg["generation_kwargs"], "max_gen_toks": int(max_gen_toks)}
+    if repeats is not None:
+        if repeats < 1:
+            raise UserError(f"repeats must be >= 1 (got {repeats}): set the number of samples per problem")
+        cfg.update(repeats=repeats, filter_list=sampling_filters(repeats), metric_list=metric_list(repeats))
+    return cfg
