@@ -9,12 +9,13 @@ from pathlib import Path
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import conf_dir
-from reasoning_sae.stages import PLANNED, STAGES
+from reasoning_sae.stages import OPTIONAL, PLANNED, STAGES
 
 log = logging.getLogger("reasoning_sae")
 USAGE = f"""usage: python -m reasoning_sae <stage> [key=value ...] [-m for a Hydra multirun]
 
 stages: {', '.join(STAGES)}, reproduce (all of them in order)
+optional: {', '.join(OPTIONAL)} (not part of reproduce; needs an LLM endpoint)
 not yet built: {', '.join(PLANNED)}
 examples:
   python -m reasoning_sae corpus
@@ -94,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if stage in PLANNED:
         print(f"error: stage {stage!r} is not built yet; available: {', '.join(STAGES)}, reproduce", file=sys.stderr)
         return 2
-    if stage not in (*STAGES, "reproduce"):
-        print(f"error: unknown stage {stage!r}: use one of {', '.join(STAGES)}, reproduce", file=sys.stderr)
+    if stage not in (*STAGES, *OPTIONAL, "reproduce"):
+        print(f"error: unknown stage {stage!r}: use one of {', '.join((*STAGES, *OPTIONAL))}, reproduce",
+              file=sys.stderr)
         return 2
     try:
         check_group_choices(overrides)

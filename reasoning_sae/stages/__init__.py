@@ -3,3 +3,5 @@
 # Pipeline order. Stages of later issues join this list as they are built.
 STAGES = ("corpus", "train", "vocab", "score", "interpret")
 PLANNED = ("evaluate", "diff", "figures")
+# Runnable by name but not part of `reproduce` (autointerp needs an LLM endpoint).
+OPTIONAL = ("autointerp",)

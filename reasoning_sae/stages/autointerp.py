@@ -1,0 +1,106 @@
+"""The optional `autointerp` stage: steering-based automatic interpretation (paper Sec. 4.2, Table 4, Fig. 3b).
+
+Not part of `reproduce`: it needs an OpenAI-compatible LLM endpoint (the paper used GPT-4o). For each feature (the
+score stage's F_R, best first, or `autointerp.features`) the model answers problems from the scoring source at every
+gamma of the grid; the explainer describes each feature, then groups them. Writes `generations.jsonl` (feature, gamma,
+domain, prompt, text), `descriptions.json`, `groups.json` and `table.md` (Table 4's layout)."""
+
+import json
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_sae.artifacts import run_stage, upstream, upstream_inputs, write_json
+from reasoning_sae.data.sources import load_source
+from reasoning_sae.errors import UserError
+from reasoning_sae.interpret.autointerp import (Explainer, Prompt, describe_feature, endpoint, generate,
+                                                group_features, markdown_table, sample_prompts, steered_generations)
+from reasoning_sae.models import load_lm, model_config
+from reasoning_sae.sae import SparseAutoencoder
+from reasoning_sae.stages.corpus import source_configs
+from reasoning_sae.stages.interpret import load_f_max
+
+log = logging.getLogger(__name__)
+CONFIG_KEYS = ("autointerp", "model", "seed")
+UPSTREAM = {"corpus": "score", "train": "sae", "score": "top_features.json", "interpret": "f_max.json"}
+
+
+def inputs(cfg: DictConfig) -> dict[str, str]:
+    """Upstream fingerprints plus the explainer actually used (it may come from the environment; never the key)."""
+    base_url, model = endpoint(cfg.autointerp.explainer)
+    return {**upstream_inputs(cfg, UPSTREAM), "explainer": f"{model} at {base_url}"}
+
+
+def select_features(cfg: DictConfig, d_sae: int) -> list[int]:
+    """`autointerp.features`, or F_R best first; at most `max_features`, each checked against the SAE."""
+    ac = cfg.autointerp
+    if ac.features is not None:
+        chosen = [int(f) for f in ac.features]
+    else:
+        chosen = [int(f) for f in json.loads(upstream(cfg, "score", UPSTREAM["score"]).read_text())["features"]]
+    chosen = list(dict.fromkeys(chosen))[: ac.max_features or None]
+    if not chosen:
+        raise UserError("no features to interpret: F_R is empty and autointerp.features is unset "
+                        "(lower score.q, or set autointerp.features=[...])")
+    outside = [f for f in chosen if not 0 <= f < d_sae]
+    if outside:
+        raise UserError(f"autointerp.features {outside} are outside the SAE's 0..{d_sae - 1}: fix autointerp.features")
+    return chosen
+
+
+def check_config(ac: DictConfig) -> None:
+    if not ac.gammas or not all(math.isfinite(float(g)) for g in ac.gammas):
+        raise UserError(f"autointerp.gammas={list(ac.gammas or [])} must be a non-empty list of finite numbers")
+    if int(ac.n_prompts) < 1 or int(ac.max_new_tokens) < 1:
+        raise UserError("autointerp.n_prompts and autointerp.max_new_tokens must be at least 1")
+
+
+def problems(cfg: DictConfig) -> list[Prompt]:
+    """n_prompts problems of the scoring source (the rows of the ReasonScore corpus), stratified by domain."""
+    rows = load_source(source_configs(cfg.data)[cfg.data.scoring.source])
+    return sample_prompts(rows, int(cfg.autointerp.n_prompts), int(cfg.seed))
+
+
+def header(cfg: DictConfig, explainer: Explainer, features: list[int], prompts: list[Prompt]) -> str:
+    ac = cfg.autointerp
+    domains = ", ".join(sorted({p.domain for p in prompts}))
+    return (f"# Automatic interpretation · {cfg.experiment_name}\n\n"
+            f"{len(features)} features steered (mode {ac.mode}, gamma {', '.join(f'{g:g}' for g in ac.gammas)}) on "
+            f"{len(prompts)} problems ({domains}); described and grouped by {explainer.model}. "
+            "Layout of the paper's Table 4.\n\n")
+
+
+def build(cfg: DictConfig, out: Path) -> dict:
+    ac = cfg.autointerp
+    explainer = Explainer.from_config(OmegaConf.to_container(ac.explainer, resolve=True))  # fail before the model runs
+    check_config(ac)
+    sae = SparseAutoencoder.load(upstream(cfg, "train", UPSTREAM["train"]))
+    features = select_features(cfg, sae.d_sae)
+    f_max = load_f_max(cfg)
+    prompts = problems(cfg)
+    lm = load_lm(model_config(OmegaConf.to_container(cfg.model, resolve=True)))
+    settings = {"max_new_tokens": int(ac.max_new_tokens), "batch_size": ac.batch_size,
+                "temperature": float(ac.temperature), "seed": int(cfg.seed)}
+    reference = generate(lm, prompts, **settings)
+    generations = {}
+    for i, feature in enumerate(features, 1):
+        log.info("autointerp: steering feature %d (%d/%d)", feature, i, len(features))
+        generations[feature] = steered_generations(
+            lm, sae, feature, list(ac.gammas), prompts, f_max.get(feature), mode=ac.mode, positions=ac.positions,
+            reference=reference, **settings)
+    with (out / "generations.jsonl").open("w") as f:
+        f.writelines(json.dumps(g._asdict()) + "\n" for rows in generations.values() for g in rows)
+    descriptions = [describe_feature(explainer, f, generations[f], ac.mode, ac.max_chars) for f in features]
+    write_json(out / "descriptions.json", [asdict(d) for d in descriptions])
+    groups = group_features(explainer, descriptions)
+    write_json(out / "groups.json", [asdict(g) for g in groups])
+    (out / "table.md").write_text(header(cfg, explainer, features, prompts) + markdown_table(groups, descriptions))
+    return {"features": features, "prompts": len(prompts), "generations": sum(map(len, generations.values())),
+            "groups": {g.name: list(g.features) for g in groups}, "explainer": explainer.model}
+
+
+def run(cfg: DictConfig) -> Path:
+    return run_stage(cfg, "autointerp", CONFIG_KEYS, inputs(cfg), lambda out: build(cfg, out))
