@@ -1,0 +1,14 @@
+"""lm-evaluation-harness integration: the `sae_steered` model (model.py), our tasks (tasks/, for --include_path),
+and `python -m reasoning_sae.lm_eval`, the lm_eval CLI with both available."""
+
+from pathlib import Path
+
+
+def task_dir() -> Path:
+    """The directory of our lm-eval task yamls (pass it as `include_path`)."""
+    return Path(__file__).resolve().parent / "tasks"
+
+
+def register() -> None:
+    """Register the `sae_steered` model with lm-eval (importing the module does it)."""
+    import reasoning_sae.lm_eval.model  # noqa: F401

@@ -1,0 +1,228 @@
+"""The `evaluate` stage (paper Sec. 4.3, Tables 1-2): lm-eval runs of the steered model over
+features x gammas x benchmarks (plus the unsteered baseline and the word-ban ablation).
+
+Each cell is computed once into `artifacts/<exp>/evaluate-cells/<task>/<label>-<hash>/` (lm-eval result and sample
+files, `metrics.json`); the stage writes `results.csv` (one row per cell and metric), `table.md` (Table 1 layout)
+and `wordban.md` (Table 2 layout), and logs them to W&B."""
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning_sae import __version__
+from reasoning_sae.artifacts import atomic_dir, path_fingerprint, run_stage, stage_dir, upstream, upstream_inputs
+from reasoning_sae.errors import UserError
+from reasoning_sae.evaluate.cells import Cell, cell_key, grid
+from reasoning_sae.evaluate.runner import evaluate_cell, load_cell
+from reasoning_sae.evaluate.tables import results_frame, table1, table2
+from reasoning_sae.models import model_config
+
+log = logging.getLogger(__name__)
+CONFIG_KEYS = ("steering", "benchmark", "model", "seed")
+
+
+def steering_features(cfg: DictConfig) -> list:
+    """steering.features, or the first top_n features of the score stage's F_R for `top`."""
+    features = cfg.steering.features
+    if features == "top":
+        top = json.loads(upstream(cfg, "score", "top_features.json").read_text())["features"]
+        return [int(f) for f in top[: cfg.steering.top_n]]
+    if isinstance(features, str) or not OmegaConf.is_list(features):
+        raise UserError(f"steering.features={features!r}: give a list of feature ids or `top`")
+    return list(features)
+
+
+def sae_path(cfg: DictConfig) -> Path:
+    if cfg.steering.sae:
+        path = Path(cfg.steering.sae).expanduser()
+        if not (path / "cfg.json").is_file():
+            raise UserError(f"steering.sae={path} is not an SAE directory (no cfg.json): give a SAELens-format folder")
+        return path
+    return upstream(cfg, "train", "sae")
+
+
+def cells(cfg: DictConfig) -> list[Cell]:
+    bc = cfg.benchmark
+    seeds = list(bc.word_ban.seeds) if bc.word_ban.enabled else None
+    if not all(isinstance(g, (int, float)) and math.isfinite(g) for g in cfg.steering.gammas):
+        raise UserError(f"steering.gammas must be finite numbers, got {list(cfg.steering.gammas)}")
+    return grid(list(bc.tasks), steering_features(cfg), list(cfg.steering.gammas), cfg.steering.baseline, seeds)
+
+
+def inputs(cfg: DictConfig, grid_cells: list[Cell]) -> dict[str, str]:
+    """Fingerprints of what the cells read: vocab always, the SAE and f_max when steering."""
+    found = upstream_inputs(cfg, {"vocab": "vocabulary.json"})
+    if any(c.features for c in grid_cells):
+        found["sae"] = path_fingerprint(sae_path(cfg))
+        if cfg.steering.f_max == "interpret":
+            found.update(upstream_inputs(cfg, {"interpret": "f_max.json"}))
+    return found
+
+
+def f_max_for(cfg: DictConfig, features: tuple[int, ...]) -> list[float] | None:
+    """f_max per feature as steering.f_max says (None: the SAE's recorded max activation)."""
+    source = cfg.steering.f_max
+    if source == "sae":
+        return None
+    if source == "interpret":
+        from reasoning_sae.stages.interpret import load_f_max
+
+        table = load_f_max(cfg)
+        missing = [f for f in features if f not in table]
+        if missing:
+            raise UserError(f"the interpret stage has no f_max for features {missing}: add them to "
+                            f"interpret.extra_features and rerun it, or set steering.f_max=sae or a number")
+        return [table[f] for f in features]
+    try:
+        return [float(source)] * len(features)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"steering.f_max={source!r}: use interpret, sae or a number") from err
+
+
+class Context:
+    """What the cells of one run share: the loaded model (on first need), vocabulary, ban word lists."""
+
+    def __init__(self, cfg: DictConfig, found_inputs: dict):
+        from reasoning_sae.vocab.vocabulary import load_vocabulary
+
+        self.cfg, self.inputs = cfg, found_inputs
+        self.vocabulary = load_vocabulary(stage_dir(cfg, "vocab") / "vocabulary.json")
+        self._lm = None
+
+    @property
+    def lm(self):
+        if self._lm is None:
+            from reasoning_sae.models import load_lm
+
+            self._lm = load_lm(model_config(OmegaConf.to_container(self.cfg.model, resolve=True)))
+        return self._lm
+
+    def ban_forms(self, ban: str | None) -> list[str] | None:
+        if ban is None:
+            return None
+        if ban == "reason":
+            return self.vocabulary
+        from reasoning_sae.evaluate.wordban import random_forms
+
+        table = pd.read_parquet(stage_dir(self.cfg, "vocab") / "frequencies.parquet")
+        return random_forms(self.vocabulary, table, seed=int(ban.removeprefix("random-")))
+
+    def key_context(self, cell: Cell) -> dict:
+        """Everything besides the cell itself that its result depends on."""
+        sc, bc = self.cfg.steering, self.cfg.benchmark
+        steering = {"sae": self.inputs.get("sae"), "mode": sc.mode, "positions": sc.positions,
+                    "f_max": f_max_for(self.cfg, cell.features)} if cell.features else None
+        data = bc.data_files.get(cell.task) if bc.data_files else None
+        return {"model": OmegaConf.to_container(self.cfg.model, resolve=True), "steering": steering,
+                "ban": self.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope if cell.ban else None,
+                "data": path_fingerprint(data) if data else None, "vocabulary": self.vocabulary,
+                "settings": {k: bc[k] for k in ("limit", "repeats", "max_gen_toks", "apply_chat_template")},
+                "seed": self.cfg.seed, "version": __version__}
+
+
+def model_for(ctx: Context, cell: Cell):
+    """The lm-eval model for a cell: HF (`sae_steered`) or vLLM (`sae_steered_vllm`)."""
+    cfg, bc = ctx.cfg, ctx.cfg.benchmark
+    steering = {}
+    if cell.features:
+        steering = {"sae": str(sae_path(cfg)), "features": list(cell.features), "gamma": cell.gamma,
+                    "mode": cfg.steering.mode, "positions": cfg.steering.positions,
+                    "f_max": f_max_for(cfg, cell.features)}
+    ban = {"ban": ctx.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope} if cell.ban else {}
+    if bc.engine == "vllm":
+        from reasoning_sae.lm_eval.vllm import SteeredVLLM
+
+        mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+        return SteeredVLLM(pretrained=mc.name, revision=mc.revision, max_gen_toks=bc.max_gen_toks, **steering, **ban)
+    if bc.engine != "hf":
+        raise UserError(f"unknown benchmark.engine {bc.engine!r}: use hf or vllm")
+    from reasoning_sae.lm_eval.model import SteeredLM
+
+    return SteeredLM(pretrained=ctx.lm, batch_size=bc.batch_size, max_gen_toks=bc.max_gen_toks, **steering, **ban)
+
+
+def task_spec(cfg: DictConfig, task: str):
+    from reasoning_sae.evaluate.benchmarks import task_config
+
+    bc = cfg.benchmark
+    local = bc.data_files.get(task) if bc.data_files else None
+    return task_config(task, local_path=local, max_gen_toks=bc.max_gen_toks, repeats=bc.repeats)
+
+
+def cell_dir(cfg: DictConfig, ctx: Context, cell: Cell) -> Path:
+    return stage_dir(cfg, "evaluate-cells") / cell.task / cell_key(cell, ctx.key_context(cell))
+
+
+def compute_cell(ctx: Context, cell: Cell) -> dict:
+    """A cell's metrics record: from its cache, or computed now (atomically) and cached."""
+    cfg = ctx.cfg
+    path = cell_dir(cfg, ctx, cell)
+    if (path / "metrics.json").is_file() and not cfg.force:
+        return load_cell(path)
+    log.info("evaluate: %s on %s", cell.label, cell.task)
+    spec = task_spec(cfg, cell.task)
+    model = model_for(ctx, cell)
+    with atomic_dir(path) as tmp:
+        evaluate_cell(model, cell, spec, ctx.vocabulary, tmp, limit=cfg.benchmark.limit, seed=cfg.seed,
+                      batch_size=cfg.benchmark.batch_size, apply_chat_template=cfg.benchmark.apply_chat_template)
+    return load_cell(path)
+
+
+def log_wandb(cfg: DictConfig, frame: pd.DataFrame, out: Path) -> None:
+    if cfg.logger.name != "wandb":
+        return
+    import wandb
+
+    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    wandb_dir = stage_dir(cfg, "logs")
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=cfg.logger.project, name=f"evaluate-{cfg.experiment_name}", dir=str(wandb_dir),
+                     config=OmegaConf.to_container(cfg, resolve=True), job_type="evaluate", reinit="finish_previous")
+    run.log({"evaluate/results": wandb.Table(dataframe=frame)})
+    for record in frame.to_dict("records"):
+        run.summary[f"{record['task']}/{record['label']}/{record['metric']}"] = record["value"]
+    run.finish()
+
+
+def build(cfg: DictConfig, out: Path, grid_cells: list[Cell], found: dict) -> dict:
+    ctx = Context(cfg, found)
+    records = [compute_cell(ctx, cell) for cell in grid_cells]
+    frame = results_frame(records)
+    frame.to_csv(out / "results.csv", index=False)
+    (out / "table.md").write_text(table1(frame))
+    if cfg.benchmark.word_ban.enabled:
+        (out / "wordban.md").write_text(table2(frame))
+    log_wandb(cfg, frame, out)
+    return {"cells": len(grid_cells), "tasks": list(cfg.benchmark.tasks)}
+
+
+def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
+    """Fail on bad settings before the first (long) cell runs."""
+    from reasoning_sae.evaluate.benchmarks import load_local
+
+    if not grid_cells:
+        raise UserError("nothing to evaluate: benchmark.tasks is empty, or no features and steering.baseline=false")
+    if cfg.benchmark.engine not in ("hf", "vllm"):
+        raise UserError(f"unknown benchmark.engine {cfg.benchmark.engine!r}: use hf or vllm")
+    for task in dict.fromkeys(c.task for c in grid_cells):
+        task_spec(cfg, task)
+        local = cfg.benchmark.data_files.get(task) if cfg.benchmark.data_files else None
+        if local:
+            load_local(task, local)
+    if any(c.features for c in grid_cells):
+        d_sae = json.loads((sae_path(cfg) / "cfg.json").read_text())["d_sae"]
+        bad = sorted({f for c in grid_cells for f in c.features if not 0 <= f < d_sae})
+        if bad:
+            raise UserError(f"feature index out of range: {bad} (the SAE has {d_sae} features, 0-{d_sae - 1})")
+
+
+def run(cfg: DictConfig) -> Path:
+    grid_cells = cells(cfg)
+    validate(cfg, grid_cells)
+    found = inputs(cfg, grid_cells)
+    return run_stage(cfg, "evaluate", CONFIG_KEYS, found, lambda out: build(cfg, out, grid_cells, found))

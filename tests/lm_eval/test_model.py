@@ -1,0 +1,101 @@
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+
+from reasoning_sae import UserError
+from reasoning_sae.lm_eval import task_dir
+from reasoning_sae.lm_eval.__main__ import with_our_tasks
+from reasoning_sae.lm_eval.model import SteeredLM, read_ban
+from reasoning_sae.steering import steer
+from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY, save_vocabulary
+from tests.steering.test_hook import random_sae
+
+GREEDY = {"until": ["Problem:"], "do_sample": False, "max_gen_toks": 8}
+
+
+def _requests(lm, questions):
+    return [Instance("generate_until", {}, (lm.chat_prompt(q), dict(GREEDY)), i) for i, q in enumerate(questions)]
+
+
+@pytest.fixture(scope="module")
+def sae_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sae") / "sae"
+    random_sae().save(path)
+    return path
+
+
+def test_steered_model_generates_what_steer_does(smollm2, sae_dir):
+    questions = ["What is 7 times 8?", "Name a prime number."]
+    steered = SteeredLM(pretrained=smollm2, sae=str(sae_dir), features="5+9", gamma="4+-3", f_max="2+3",
+                        batch_size=2)
+    got = steered.generate_until(_requests(smollm2, questions))
+    plain = HFLM(pretrained=smollm2.model, tokenizer=smollm2.tokenizer, batch_size=2)
+    with steer(smollm2, random_sae(), feature=[5, 9], gamma=[4.0, -3.0], f_max=[2.0, 3.0]):
+        expected = plain.generate_until(_requests(smollm2, questions))
+    assert got == expected
+    assert got != plain.generate_until(_requests(smollm2, questions))
+    assert not smollm2.layers[6]._forward_hooks  # steering is on only during the model's own calls
+
+
+def test_unsteered_model_is_lm_evals_hf_model(smollm2):
+    questions = ["Name a prime number."]
+    baseline = SteeredLM(pretrained=smollm2, batch_size=1)
+    plain = HFLM(pretrained=smollm2.model, tokenizer=smollm2.tokenizer, batch_size=1)
+    assert baseline.generate_until(_requests(smollm2, questions)) == plain.generate_until(_requests(smollm2, questions))
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"features": "32"}, "feature index out of range"),
+    ({"features": "1", "gamma": math.inf}, "gamma must be finite"),
+    ({"features": "1", "gamma": "nan"}, "gamma must be finite"),
+    ({"features": "one"}, "cannot read 'one' as a list of int"),
+    ({"features": ""}, "sae given without features"),
+    ({"features": "1", "mode": "multiply"}, "unknown steering mode"),
+])
+def test_bad_steering_args(smollm2, sae_dir, args, message):
+    with pytest.raises(UserError, match=message):
+        SteeredLM(pretrained=smollm2, sae=str(sae_dir), f_max=1.0, **args)
+
+
+def test_bad_sae_or_f_max(smollm2, sae_dir, tmp_path):
+    with pytest.raises(UserError, match="features given without an SAE"):
+        SteeredLM(pretrained=smollm2, features="3")
+    random_sae(d_in=4096).save(tmp_path / "wide")
+    with pytest.raises(UserError, match="does not match the model width"):
+        SteeredLM(pretrained=smollm2, sae=str(tmp_path / "wide"), features="3", f_max=1.0)
+    (tmp_path / "f_max.json").write_text(json.dumps({"4": 2.5}))
+    with pytest.raises(UserError, match=r"has no f_max for features \[3\]"):
+        SteeredLM(pretrained=smollm2, sae=str(sae_dir), features="3", f_max=str(tmp_path / "f_max.json"))
+    model = SteeredLM(pretrained=smollm2, sae=str(sae_dir), features="4", gamma=2, f_max=str(tmp_path / "f_max.json"))
+    assert model.steering["f_max"] == [2.5]
+
+
+def test_ban_words_from_a_vocabulary_file_or_a_list(tmp_path):
+    save_vocabulary(DEFAULT_VOCABULARY, tmp_path / "vocabulary.json")
+    assert read_ban(str(tmp_path / "vocabulary.json")) == list(DEFAULT_VOCABULARY)
+    assert read_ban(" two+Two") == [" two", "Two"] and read_ban(None) == []
+
+
+def test_cli_adds_our_task_directory():
+    ours = ["--include_path", str(task_dir())]
+    assert with_our_tasks(["--model", "hf"]) == ["run", "--model", "hf", *ours]
+    assert with_our_tasks(["ls", "tasks"]) == ["ls", "tasks", *ours]
+    assert with_our_tasks(["run", "--include_path", "/x"]) == ["run", "--include_path", "/x"]
+    assert with_our_tasks(["--help"]) == ["--help"]
+
+
+def test_cli_is_lm_eval_with_our_tasks_and_model():
+    listing = subprocess.run([sys.executable, "-m", "reasoning_sae.lm_eval", "ls", "tasks"],
+                             capture_output=True, text=True, timeout=300)
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    for task in ("reasoning_demo", "math500", "aime24_nofigures", "gpqa_diamond_openai"):
+        assert task in listing.stdout
+    bad = subprocess.run([sys.executable, "-m", "reasoning_sae.lm_eval", "--model", "sae_steered", "--tasks",
+                          "no_such_task", "--model_args", "pretrained=smollm2-135m-instruct"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "no_such_task" in bad.stderr + bad.stdout
