@@ -15,12 +15,20 @@ def test_reproduce_runs_the_stages_then_skips_them(tmp_path, tiny_llama_dir):
     args = tiny(tiny_llama_dir)
     first = _run("reproduce", *args, tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert all(stage in first.stdout for stage in ("corpus", "train", "vocab", "score", "total"))
+    assert all(stage in first.stdout for stage in ("corpus", "train", "vocab", "score", "evaluate", "total"))
     meta = tmp_path / "artifacts" / "demo" / "corpus" / "meta.json"
     fingerprint = json.loads(meta.read_text())["fingerprint"]
     second = _run("reproduce", *args, tmp_path=tmp_path)
     assert second.returncode == 0 and "up to date" in second.stdout + second.stderr
     assert json.loads(meta.read_text())["fingerprint"] == fingerprint
+    sweep = _run("evaluate", "-m", "steering.features=[0],[1]", "steering.baseline=false",
+                 "benchmark.word_ban.enabled=false", "steering.f_max=sae", *args, "logger=wandb", tmp_path=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    jobs = sorted((tmp_path / "artifacts" / "demo" / "multirun" / "evaluate").glob("*/*/evaluate/table.md"))
+    assert [j.read_text().count("γ=2") for j in jobs] == [1, 1]  # one steering cell per job
+    cells = list((tmp_path / "artifacts" / "demo" / "evaluate-cells").glob("*/*/metrics.json"))
+    assert len(cells) == 6  # reproduce's baseline, steering and 2 ban cells, and one per job
+    assert list((tmp_path / "artifacts" / "demo" / "logs" / "wandb").glob("offline-run-*"))
 
 
 def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):

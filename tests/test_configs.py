@@ -4,9 +4,9 @@ import pytest
 
 from reasoning_sae.data.sources import SourceConfig
 from reasoning_sae.models.config import conf_dir, model_config
-from reasoning_sae.stages import STAGES
+from reasoning_sae.stages import OPTIONAL, STAGES
 
-PRIMARY = [*STAGES, "reproduce"]  # every stage has conf/<stage>.yaml
+PRIMARY = [*STAGES, *OPTIONAL, "reproduce"]  # every stage has conf/<stage>.yaml
 EXPERIMENTS = sorted(p.stem for p in conf_dir().glob("experiment/*.yaml"))
 
 
@@ -20,7 +20,7 @@ def test_primary_configs_compose_with_every_experiment(compose, stage, experimen
         SourceConfig(**source)
 
 
-@pytest.mark.parametrize("group", ["model", "data"])
+@pytest.mark.parametrize("group", ["model", "data", "steering", "benchmark", "score", "sae"])
 def test_every_group_option_composes(compose, group):
     for option in sorted(p.stem for p in conf_dir().glob(f"{group}/*.yaml")):
         cfg = compose("corpus", (f"{group}={option}",))
@@ -47,3 +47,12 @@ def test_paper_sae_is_65536_latents_on_layer_19(compose):
     assert (tc.l1_warm_up_fraction, tc.lr_decay_fraction, tc.grad_clip) == (0.05, 0.2, 1.0)
     assert compose("train", ("experiment=paper", "sae=fixed")).sae.init == "fixed"
     assert compose("train", ("trainer=ddp",)).trainer.strategy == "ddp"
+
+
+def test_paper_evaluation_is_table_1(compose):
+    cfg = compose("evaluate", ("experiment=paper",))
+    assert list(cfg.benchmark.tasks) == ["aime24_nofigures", "math500", "gpqa_diamond_openai"]
+    assert cfg.benchmark.repeats == 4 and cfg.benchmark.max_gen_toks == 32768 and cfg.benchmark.engine == "vllm"
+    assert 61104 in cfg.steering.features and list(cfg.steering.gammas) == [2.0]
+    assert list(cfg.interpret.extra_features) == list(cfg.steering.features)
+    assert len(cfg.benchmark.word_ban.seeds) == 10  # Table 2: random words, mean of 10
