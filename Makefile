@@ -11,7 +11,7 @@ PYTEST_WORKERS ?= 2
 .PHONY: help setup test test-all reproduce bench lock clean-artifacts
 
 help:  ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## build .venv from requirements.lock, the embedded model and the package (editable)
 
@@ -43,3 +43,21 @@ lock:  ## re-resolve requirements.lock from pyproject.toml in a scratch venv
 
 clean-artifacts:  ## delete artifacts/ (every stage reruns next time)
 	rm -rf artifacts
+
+# --- Docker: the pinned CUDA image for EXPERIMENT=paper (docker/Dockerfile; needs a Docker engine and, to
+# run, the NVIDIA container toolkit). HF cache, artifacts/ and paper/ are mounted from the host, and the
+# container runs as your uid so the files it writes are yours.
+DOCKER_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
+DOCKER_IMAGE ?= reasoning-sae:$(DOCKER_TAG)
+HF_CACHE ?= $(HOME)/.cache/huggingface
+DOCKER_RUN_ARGS ?=
+.PHONY: docker-build docker-reproduce
+
+docker-build:  ## build the GPU image reasoning-sae:<git sha> (CUDA base pinned by digest, same requirements.lock)
+	docker build -f docker/Dockerfile --build-arg GIT_COMMIT=$(shell git rev-parse HEAD 2>/dev/null) -t $(DOCKER_IMAGE) .
+
+docker-reproduce:  ## make reproduce EXPERIMENT=... inside the image on all GPUs (HF_TOKEN passed through)
+	mkdir -p artifacts paper $(HF_CACHE)
+	docker run --rm --gpus all --ipc=host --user $$(id -u):$$(id -g) -e HOME=/tmp -e HF_TOKEN \
+		-v $(HF_CACHE):/cache/huggingface -v $(CURDIR)/artifacts:/work/artifacts -v $(CURDIR)/paper:/work/paper \
+		$(DOCKER_RUN_ARGS) $(DOCKER_IMAGE) make reproduce EXPERIMENT=$(EXPERIMENT)
