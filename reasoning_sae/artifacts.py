@@ -87,6 +87,7 @@ def up_to_date(out_dir: Path, fp: str) -> bool:
 
 
 def git_commit() -> str | None:
+    """HEAD (with -dirty for uncommitted changes), or what the Docker image recorded at build time (no .git inside)."""
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -94,7 +95,7 @@ def git_commit() -> str | None:
         dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
-    return None
+    return os.environ.get("REASONING_SAE_GIT_COMMIT")
 
 
 def lock_hash() -> str | None:
