@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from reasoning_sae.artifacts import run_stage, upstream, upstream_inputs, write_json
 from reasoning_sae.data.sources import load_source
 from reasoning_sae.errors import UserError
-from reasoning_sae.interpret.autointerp import (Explainer, Prompt, describe_feature, endpoint, generate,
-                                                group_features, markdown_table, sample_prompts, steered_generations)
+from reasoning_sae.interpret.autointerp import (Prompt, describe_feature, generate, group_features, markdown_table,
+                                                sample_prompts, steered_generations)
+from reasoning_sae.interpret.explainer import Explainer, endpoint
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.stages.corpus import source_configs

@@ -1,0 +1,108 @@
+"""The explainer: any OpenAI-compatible Chat Completions endpoint, called with httpx (retries with backoff on
+connection errors, timeouts, 429 and 5xx; every failure a one-line UserError naming the fix)."""
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from reasoning_sae.errors import UserError
+
+log = logging.getLogger(__name__)
+ENV_BASE_URL, ENV_MODEL, DEFAULT_MODEL = "OPENAI_BASE_URL", "REASONING_SAE_EXPLAINER_MODEL", "gpt-4o"
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def endpoint(cfg: Mapping) -> tuple[str | None, str]:
+    """(base URL, model) from the config, falling back to $OPENAI_BASE_URL and $REASONING_SAE_EXPLAINER_MODEL."""
+    base_url = cfg.get("base_url") or os.environ.get(ENV_BASE_URL) or None
+    return base_url, cfg.get("model") or os.environ.get(ENV_MODEL) or DEFAULT_MODEL
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """POST {base_url}/chat/completions with a bearer key; retries transport errors, 429 and 5xx with backoff."""
+
+    base_url: str
+    model: str = DEFAULT_MODEL
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    timeout: float = 120.0
+    retries: int = 3
+    backoff: float = 2.0
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "Explainer":
+        """From the `autointerp.explainer` config; the key is read from the environment variable it names."""
+        base_url, model = endpoint(cfg)
+        if not base_url:
+            raise UserError(f"no explainer endpoint: set autointerp.explainer.base_url=... or ${ENV_BASE_URL} to an "
+                            "OpenAI-compatible /v1 URL (e.g. https://api.openai.com/v1, or http://localhost:8000/v1 "
+                            "for a local vLLM server)")
+        key_env = cfg.get("api_key_env") or "OPENAI_API_KEY"
+        return cls(base_url=base_url, model=model, api_key=os.environ.get(key_env) or None, api_key_env=key_env,
+                   temperature=float(cfg.get("temperature", 0.0)), max_tokens=cfg.get("max_tokens"),
+                   timeout=float(cfg.get("timeout", 120.0)), retries=int(cfg.get("retries", 3)),
+                   backoff=float(cfg.get("backoff", 2.0)))
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url.rstrip('/')}/chat/completions"
+
+    def chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The assistant message's text for one request."""
+        body = {"model": self.model, "messages": list(messages), "temperature": self.temperature}
+        if self.max_tokens:
+            body["max_tokens"] = self.max_tokens
+        return self._content(self._post(body))
+
+    def _post(self, body: dict) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        with httpx.Client(timeout=self.timeout) as client:
+            for attempt in range(self.retries + 1):
+                try:
+                    response = client.post(self.url, json=body, headers=headers)
+                    if response.status_code not in RETRY_STATUS or attempt == self.retries:
+                        break
+                except httpx.TransportError as err:
+                    if attempt == self.retries:
+                        raise UserError(f"cannot reach the explainer at {self.url} ({type(err).__name__}: "
+                                        f"{_snippet(err)}): check explainer.base_url, that the server is up, "
+                                        f"and explainer.timeout={self.timeout:g} s") from None
+                time.sleep(self.backoff * 2 ** attempt)
+        if response.is_error:
+            raise UserError(self._http_error(response))
+        return response
+
+    def _http_error(self, response: httpx.Response) -> str:
+        try:
+            detail = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = response.text
+        status = response.status_code
+        fix = ("set a valid API key in $" + self.api_key_env if status in (401, 403)
+               else "check explainer.base_url (usually ends in /v1) and explainer.model" if status == 404
+               else f"still failing after {self.retries} retries: wait, or raise explainer.retries" if status == 429
+               else f"server error after {self.retries} retries: check the server" if status >= 500
+               else "the server rejected the request: check explainer.model and explainer.temperature")
+        return f"explainer at {self.url} answered HTTP {status} ({_snippet(detail) or response.reason_phrase}): {fix}"
+
+    def _content(self, response: httpx.Response) -> str:
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            content = None
+        if not isinstance(content, str) or not content.strip():
+            raise UserError(f"explainer at {self.url} sent no Chat Completions message ({_snippet(response.text)}): "
+                            "point explainer.base_url at an OpenAI-compatible /v1 endpoint")
+        return content
