@@ -3,8 +3,9 @@
 The update is `reasoning_sae.steering.SteeringVectors.update`, the function the HF hook uses (tested there). vLLM's
 `LlamaDecoderLayer` returns `(hidden_states, residual)` with resid_post = hidden_states + residual, so the hook
 steers that sum by adding the update to `hidden_states` (the released code read `output[0]` alone, i.e. the
-MLP output: DIGEST 5.3). The hook is installed in every worker with `LLM.apply_model`; vLLM runs eager (no CUDA
-graphs, which would bypass Python hooks) with prefix caching off (a cached prefix would skip the steered prefill).
+MLP output: DIGEST 5.3). The hook is installed in every worker with `LLM.apply_model` (the function is sent with
+cloudpickle); vLLM runs eager (no CUDA graphs or torch.compile, which would bypass Python hooks) with prefix caching
+off (a cached prefix would skip the steered prefill).
 
 UNTESTED here: vLLM needs a GPU and its own torch build, neither of which this project's CI machine has."""
 
@@ -31,7 +32,8 @@ class SteeredVLLM(VLLM):
         if ban and ban_scope != "all":
             raise UserError("engine=vllm bans words in the whole output (SamplingParams.bad_words): set "
                             "benchmark.word_ban.scope=all or use engine=hf")
-        kwargs.update(enforce_eager=True, enable_prefix_caching=False)
+        # Python hooks need eager execution: no CUDA graphs and no torch.compile (compilation level 0).
+        kwargs.update(enforce_eager=True, enable_prefix_caching=False, compilation_config=0)
         super().__init__(pretrained=pretrained, **kwargs)
         self.bad_words = read_ban(ban)
         features = split_list(features, int)
