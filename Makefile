@@ -8,7 +8,7 @@ EXPERIMENT ?= demo
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all reproduce bench lock clean-artifacts
+.PHONY: help setup test test-all reproduce figures verify bench lock clean-artifacts
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ test-all: setup  ## every test, slow ones included
 
 reproduce: setup  ## run every implemented stage of EXPERIMENT (default: demo); unchanged stages are skipped
 	$(PY) -m reasoning_sae reproduce experiment=$(EXPERIMENT)
+
+figures: setup  ## regenerate paper/figures, paper/tables and paper/REPORT.md from EXPERIMENT's existing artifacts
+	$(PY) -m reasoning_sae figures experiment=$(EXPERIMENT) force=true
+
+verify: setup  ## check the figures and tables against their artifacts (and, for paper, the paper's numbers)
+	$(PY) -m reasoning_sae.figures.verify $(EXPERIMENT)
 
 bench: setup  ## speed benchmarks, printed as ratios against named baselines
 	$(PY) -m reasoning_sae.bench

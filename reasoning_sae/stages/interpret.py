@@ -1,8 +1,9 @@
 """The `interpret` stage: dashboards and f_max for the features of F_R (paper Sec. 4.2, Figs. 3, 8, 9).
 
 One LM pass over the scoring corpus (the score stage's tokens). Writes `features.json` (one record per feature: f_max
-and where, density, histogram, logit effects, ReasonScore parts, top and quantile contexts as text), `f_max.json`
-({feature id: f_max}, read by steering), `index.html` and `features/<id>.html` (static, offline)."""
+and where, density, histogram, logit effects, ReasonScore parts, top and quantile contexts as text), `contexts.json`
+(the top contexts token by token: strings and activations, for the figures), `f_max.json` ({feature id: f_max}, read
+by steering), `index.html` and `features/<id>.html` (static, offline)."""
 
 import json
 from pathlib import Path
@@ -70,6 +71,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
         record["score"] = score_parts(table, feature) if feature in table.index else None
         record["in_top_set"] = feature in top_set
     write_json(out / "features.json", {str(f): compact(r) for f, r in records.items()})
+    (out / "contexts.json").write_text(json.dumps({str(f): r["top_contexts"] for f, r in records.items()}))
     write_json(out / "f_max.json", {str(f): r["f_max"] for f, r in records.items()})
     meta = {"title": f"Reasoning features · {cfg.experiment_name}", "model": mc.name, "hook": sae.hook_name(),
             "experiment": cfg.experiment_name, "tokens": int(token_ids.size)}

@@ -31,7 +31,13 @@ def test_interpret_stage_writes_dashboards_and_f_max(compose, tiny_llama_dir):
     assert best["score"]["rank"] == 1 and best["score"]["reason_score"] == pytest.approx(table.loc[top[0], "reason_score"])
     assert {"wait", "let me"} <= set(best["score"]["words"]) and len(best["logits"]["top"]) == 10
     assert 0 < len(best["top_contexts"]) <= 4 and "text" in best["top_contexts"][0]
-    assert "acts" not in best["top_contexts"][0]  # per-token arrays live in the HTML only
+    assert "acts" not in best["top_contexts"][0]  # per-token arrays live in contexts.json and the HTML
+    contexts = json.loads((out / "contexts.json").read_text())[str(top[0])]
+    assert [c["activation"] for c in contexts] == [c["activation"] for c in best["top_contexts"]]
+    first = contexts[0]
+    assert "".join(first["tokens"]) == best["top_contexts"][0]["text"] and len(first["acts"]) == len(first["tokens"])
+    assert max(first["acts"]) == pytest.approx(first["activation"], abs=1e-4)
+    assert first["acts"][first["max_index"]] == max(first["acts"])
     if best["f_max"] > 0:
         assert best["top_contexts"][0]["activation"] == best["f_max"]
     index = (out / "index.html").read_text()
