@@ -256,7 +256,7 @@ def verify(artifacts: Path, paper: Path | None = None, against_paper: bool | Non
     if against_paper if against_paper is not None else art.experiment == "paper":
         paper_checks.compare(res, art, items)
     else:
-        res.notes.append("paper comparison: not applicable (the model and data differ from the paper's)")
+        res.notes.append("no paper comparison: the model and data differ from the paper's")
     return res
 
 
