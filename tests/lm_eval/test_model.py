@@ -11,7 +11,7 @@ from reasoning_sae import UserError
 from reasoning_sae.lm_eval import task_dir
 from reasoning_sae.lm_eval.__main__ import with_our_tasks
 from reasoning_sae.lm_eval.model import SteeredLM, read_ban
-from reasoning_sae.steering import steer
+from reasoning_sae.steering import SteeringHook, steer
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY, save_vocabulary
 from tests.steering.test_hook import random_sae
 
@@ -39,7 +39,8 @@ def test_steered_model_generates_what_steer_does(smollm2, sae_dir):
         expected = plain.generate_until(_requests(smollm2, questions))
     assert got == expected
     assert got != plain.generate_until(_requests(smollm2, questions))
-    assert not smollm2.layers[6]._forward_hooks  # steering is on only during the model's own calls
+    hooks = smollm2.layers[6]._forward_hooks.values()
+    assert not any(isinstance(h, SteeringHook) for h in hooks)  # steering is on only during the model's own calls
 
 
 def test_unsteered_model_is_lm_evals_hf_model(smollm2):
