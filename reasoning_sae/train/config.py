@@ -13,6 +13,8 @@ class TrainConfig:
     """Initialisation preset: paper (sae-lens 5.5.2 heuristic, positive-orthant rows) or fixed (random directions)."""
     init_decoder_norm: float = 0.1
     """Norm of every decoder row at initialisation."""
+    init_from: str | None = None
+    """An SAE directory (SAELens format) to start from instead of `init`: fine-tuning (stage-wise model diffing)."""
     expansion_factor: int = 16
     """d_sae = expansion_factor * d_model unless d_sae is set."""
     d_sae: int | None = None

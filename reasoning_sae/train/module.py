@@ -56,6 +56,8 @@ class SAEModule(L.LightningModule):
         mean_norm = torch.tensor(self.trainer.datamodule.mean_norm(), device=self.device)
         mean_norm = self.trainer.strategy.reduce(mean_norm, reduce_op="mean")
         self.scaling_factor.fill_(math.sqrt(self.sae.d_in) / float(mean_norm))
+        if self.cfg.init_from:  # a saved SAE reads raw activations: make it read the scaled ones (same function)
+            self.sae.fold_input_scaling(1 / float(self.scaling_factor))
 
     def scale(self, x_BD: torch.Tensor) -> torch.Tensor:
         x_BD = x_BD.to(self.sae.W_enc.dtype)
