@@ -9,14 +9,13 @@ from pathlib import Path
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import conf_dir
-from reasoning_sae.stages import OPTIONAL, PLANNED, STAGES
+from reasoning_sae.stages import OPTIONAL, STAGES
 
 log = logging.getLogger("reasoning_sae")
 USAGE = f"""usage: python -m reasoning_sae <stage> [key=value ...] [-m for a Hydra multirun]
 
 stages: {', '.join(STAGES)}, reproduce (all of them in order)
 optional: {', '.join(OPTIONAL)} (not part of reproduce; needs an LLM endpoint)
-not yet built: {', '.join(PLANNED)}
 examples:
   python -m reasoning_sae corpus
   python -m reasoning_sae corpus data.context_size=128 force=true
@@ -92,9 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     stage, overrides = argv[0], argv[1:]
-    if stage in PLANNED:
-        print(f"error: stage {stage!r} is not built yet; available: {', '.join(STAGES)}, reproduce", file=sys.stderr)
-        return 2
     if stage not in (*STAGES, *OPTIONAL, "reproduce"):
         print(f"error: unknown stage {stage!r}: use one of {', '.join((*STAGES, *OPTIONAL))}, reproduce",
               file=sys.stderr)
