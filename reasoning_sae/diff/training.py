@@ -11,7 +11,7 @@ import torch
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.train.config import TrainConfig
 from reasoning_sae.train.module import SAEModule
-from reasoning_sae.train.store import MixingBuffer
+from reasoning_sae.train.store import BufferStream, MixingBuffer
 
 
 class TensorSource:
@@ -36,15 +36,6 @@ class TensorSource:
         self.cursor, self.epoch = state["cursor"], state["epoch"]
 
 
-class _Batches(torch.utils.data.IterableDataset):
-    def __init__(self, buffer: MixingBuffer):
-        self.buffer = buffer
-
-    def __iter__(self):
-        while True:
-            yield self.buffer.next_batch()
-
-
 class TensorDataModule(L.LightningDataModule):
     """What SAEModule needs of a data module (`buffer`, `mean_norm`) over vectors in memory."""
 
@@ -53,7 +44,7 @@ class TensorDataModule(L.LightningDataModule):
         self.buffer = MixingBuffer(TensorSource(acts_ND, batch_size), batch_size, n_batches_in_buffer, seed)
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(_Batches(self.buffer), batch_size=None, num_workers=0)
+        return torch.utils.data.DataLoader(BufferStream(self.buffer), batch_size=None, num_workers=0)
 
     def mean_norm(self) -> float:
         if self.buffer.ready is None:

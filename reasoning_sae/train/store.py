@@ -129,7 +129,9 @@ class MixingBuffer:
         self.served, self.pending = state["served"], 0
 
 
-class _Stream(torch.utils.data.IterableDataset):
+class BufferStream(torch.utils.data.IterableDataset):
+    """A mixing buffer's batches, endlessly (Lightning counts the steps)."""
+
     def __init__(self, buffer: MixingBuffer):
         self.buffer = buffer
 
@@ -171,7 +173,7 @@ class ActivationDataModule(L.LightningDataModule):
             self._pending_state = None
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(_Stream(self.buffer), batch_size=None, num_workers=0)
+        return torch.utils.data.DataLoader(BufferStream(self.buffer), batch_size=None, num_workers=0)
 
     def mean_norm(self) -> float:
         """Mean L2 norm of the vectors of the first buffer fill (the buffer then serves that fill)."""
