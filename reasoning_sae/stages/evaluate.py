@@ -58,7 +58,8 @@ def inputs(cfg: DictConfig, grid_cells: list[Cell]) -> dict[str, str]:
     """Fingerprints of what the cells read: vocab always, the SAE and f_max when steering."""
     found = upstream_inputs(cfg, {"vocab": "vocabulary.json"})
     if any(c.features for c in grid_cells):
-        found["sae"] = path_fingerprint(sae_path(cfg))
+        # the train stage's fingerprint (config + inputs) names its SAE; a user's folder is fingerprinted as files
+        found["sae"] = path_fingerprint(sae_path(cfg) if cfg.steering.sae else stage_dir(cfg, "train"))
         if cfg.steering.f_max == "interpret":
             found.update(upstream_inputs(cfg, {"interpret": "f_max.json"}))
     return found
