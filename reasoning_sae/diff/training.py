@@ -11,7 +11,7 @@ import torch
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.train.config import TrainConfig
 from reasoning_sae.train.module import SAEModule
-from reasoning_sae.train.store import BufferStream, MixingBuffer
+from reasoning_sae.train.store import BufferDataModule, MixingBuffer
 
 
 class TensorSource:
@@ -36,20 +36,13 @@ class TensorSource:
         self.cursor, self.epoch = state["cursor"], state["epoch"]
 
 
-class TensorDataModule(L.LightningDataModule):
-    """What SAEModule needs of a data module (`buffer`, `mean_norm`) over vectors in memory."""
+class TensorDataModule(BufferDataModule):
+    """The training data module over vectors already in memory."""
 
     def __init__(self, acts_ND: torch.Tensor, batch_size: int, n_batches_in_buffer: int, seed: int):
         super().__init__()
         self.buffer = MixingBuffer(TensorSource(acts_ND, batch_size), batch_size, n_batches_in_buffer, seed)
 
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(BufferStream(self.buffer), batch_size=None, num_workers=0)
-
-    def mean_norm(self) -> float:
-        if self.buffer.ready is None:
-            self.buffer._refill()
-        return torch.cat([self.buffer.ready, self.buffer.kept]).float().norm(dim=-1).mean().item()
 
 
 def train_sae(acts_ND: torch.Tensor, tc: TrainConfig, metadata: dict, trainer: dict | None = None,

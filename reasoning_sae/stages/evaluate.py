@@ -5,6 +5,7 @@ Each cell is computed once into `artifacts/<exp>/evaluate-cells/<task>/<label>-<
 files, `metrics.json`); the stage writes `results.csv` (one row per cell and metric), `table.md` (Table 1 layout)
 and `wordban.md` (Table 2 layout), and logs them to W&B."""
 
+import functools
 import json
 import logging
 import math
@@ -110,8 +111,12 @@ class Context:
             return self.vocabulary
         from reasoning_sae.evaluate.wordban import random_forms
 
-        table = pd.read_parquet(stage_dir(self.cfg, "vocab") / "frequencies.parquet")
-        return random_forms(self.vocabulary, table, seed=int(ban.removeprefix("random-")))
+        return random_forms(self.vocabulary, self.frequencies, seed=int(ban.removeprefix("random-")))
+
+    @functools.cached_property
+    def frequencies(self) -> pd.DataFrame:
+        """The vocab stage's word table, read once for every random-ban cell."""
+        return pd.read_parquet(stage_dir(self.cfg, "vocab") / "frequencies.parquet")
 
     def key_context(self, cell: Cell) -> dict:
         """Everything besides the cell itself that its result depends on."""

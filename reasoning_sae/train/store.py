@@ -140,7 +140,22 @@ class BufferStream(torch.utils.data.IterableDataset):
             yield self.buffer.next_batch()
 
 
-class ActivationDataModule(L.LightningDataModule):
+class BufferDataModule(L.LightningDataModule):
+    """What SAEModule needs of a data module: `self.buffer` (a MixingBuffer, set by the subclass) and `mean_norm`."""
+
+    buffer: MixingBuffer | None = None
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(BufferStream(self.buffer), batch_size=None, num_workers=0)
+
+    def mean_norm(self) -> float:
+        """Mean L2 norm of the vectors of the first buffer fill (the buffer then serves that fill)."""
+        if self.buffer.ready is None:
+            self.buffer._refill()
+        return torch.cat([self.buffer.ready, self.buffer.kept]).float().norm(dim=-1).mean().item()
+
+
+class ActivationDataModule(BufferDataModule):
     """Each DDP rank streams its own contiguous shard of the corpus; the buffer state is checkpointed."""
 
     def __init__(self, lm: LanguageModel, token_ids: np.ndarray, hook: str, batch_size: int, n_batches_in_buffer: int,
@@ -172,14 +187,6 @@ class ActivationDataModule(L.LightningDataModule):
             self.buffer.load_state_dict(self._pending_state, self.lm.device)
             self._pending_state = None
 
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(BufferStream(self.buffer), batch_size=None, num_workers=0)
-
-    def mean_norm(self) -> float:
-        """Mean L2 norm of the vectors of the first buffer fill (the buffer then serves that fill)."""
-        if self.buffer.ready is None:
-            self.buffer._refill()
-        return torch.cat([self.buffer.ready, self.buffer.kept]).float().norm(dim=-1).mean().item()
 
     def state_dict(self) -> dict:
         return {} if self.buffer is None else self.buffer.state_dict()
