@@ -98,15 +98,24 @@ def _offline_error(cfg: ModelConfig) -> UserError:
     )
 
 
+def model_path(name: str) -> str:
+    """What transformers and vLLM load for `name`: a local HF folder (a GGUF converted once, see models/gguf.py)
+    or the hub id."""
+    source = resolve_source(name)
+    if source.kind == "gguf":
+        from reasoning_sae.models.gguf import hf_folder
+
+        return str(hf_folder(Path(source.location) / source.gguf_file))
+    return source.location
+
+
 def _from_pretrained(loader, cfg: ModelConfig, **kwargs):
     """Call a transformers `from_pretrained`; a hub id tries the local HF cache first, so a pre-downloaded model
     loads with no network, and fails at once with a clear message when the hub is unreachable."""
     source = resolve_source(cfg.name)
     kwargs["trust_remote_code"] = cfg.trust_remote_code
-    if source.kind == "gguf":
-        kwargs["gguf_file"] = source.gguf_file
     if source.kind != "hub":
-        return loader(source.location, **kwargs)
+        return loader(model_path(cfg.name), **kwargs)
     try:
         return loader(source.location, revision=cfg.revision, local_files_only=True, **kwargs)
     except OSError:
