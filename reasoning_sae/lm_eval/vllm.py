@@ -1,56 +1,114 @@
-"""`sae_steered_vllm`: lm-eval's vLLM model with the same rank-1 steering, for paper-scale (32k-token) generation.
+"""`sae_steered_vllm`: lm-eval's vLLM model with the same rank-1 steering as `sae_steered`, for paper-scale
+(32k-token) generation. Model args as `sae_steered` (see model.py), plus:
+  steer_layer   steer at this layer with no SAE (the unsteered baseline on the same engine as the steered cells)
+  max_features  features one engine can steer at once (default 8)
+  compiled      true: steer inside the model's forward (vllm_model.py), compilation and CUDA graphs on;
+                false: a Python hook in eager mode (also the fallback for architectures without a steered class)
+  count_tokens  count steered tokens per kind (diagnostics: a device sync per step)
 
-The update is `reasoning_sae.steering.SteeringVectors.update`, the function the HF hook uses (tested there). vLLM's
-`LlamaDecoderLayer` returns `(hidden_states, residual)` with resid_post = hidden_states + residual, so the hook
-steers that sum by adding the update to `hidden_states` (the released code read `output[0]` alone, i.e. the
-MLP output: DIGEST 5.3). The hook is installed in every worker with `LLM.apply_model` (the function is sent with
-cloudpickle); vLLM runs eager (no CUDA graphs or torch.compile, which would bypass Python hooks) with prefix caching
-off (a cached prefix would skip the steered prefill).
+The update is `reasoning_sae.steering.SteeringVectors`'s, held in `vllm_hook.SteeringSlot`; vLLM's decoder layer
+returns (hidden_states, residual) and resid_post is their sum (the released code steered output[0] alone, the
+MLP output: DIGEST 5.3). One engine per process serves every cell (vllm_engine.py): a cell only rewrites the
+slot's buffers through the worker extension, so `positions` and word bans are per cell too."""
 
-UNTESTED here: vLLM needs a GPU and its own torch build, neither of which this project's CI machine has."""
-
-from lm_eval.api.registry import register_model
-from lm_eval.models.vllm_causallms import VLLM
+import contextlib
+import json
+from pathlib import Path
+from unittest import mock
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.evaluate.metrics import THINK_END
+from reasoning_sae.evaluate.wordban import SCOPES, banned_sequences
+from reasoning_sae.lm_eval import vllm_engine
 from reasoning_sae.lm_eval.model import read_ban, read_f_max, split_list
+from reasoning_sae.lm_eval.vllm_hook import MAX_FEATURES
+from reasoning_sae.lm_eval.vllm_worker import vectors_payload
 from reasoning_sae.models.hooks import parse_hook
+from reasoning_sae.models.loading import model_path
 from reasoning_sae.sae import SparseAutoencoder
-from reasoning_sae.lm_eval.vllm_hook import install
-from reasoning_sae.steering import steering_vectors
+from reasoning_sae.steering import POSITIONS, steering_vectors
+
+_VLLM = vllm_engine.lm_eval_vllm_module()
 
 
-@register_model("sae_steered_vllm")
-class SteeredVLLM(VLLM):
-    """VLLM with SAE features steered at every position (the released code's setting) and optional word bans."""
+def _truthy(value) -> bool:
+    return str(value).lower() in ("1", "true", "yes")
 
-    def __init__(self, pretrained: str, sae=None, features=None, gamma=2.0, mode="add", positions="all",
-                 f_max=None, ban=None, ban_scope="all", **kwargs):
-        if positions != "all":
-            raise UserError("engine=vllm steers every position (vLLM flattens the batch): set steering.positions=all "
-                            "or use engine=hf")
-        if ban and ban_scope != "all":
-            raise UserError("engine=vllm bans words in the whole output (SamplingParams.bad_words): set "
-                            "benchmark.word_ban.scope=all or use engine=hf")
-        # Python hooks need eager execution: no CUDA graphs and no torch.compile (compilation level 0).
-        kwargs.update(enforce_eager=True, enable_prefix_caching=False, compilation_config=0)
-        super().__init__(pretrained=pretrained, **kwargs)
-        self.bad_words = read_ban(ban)
+
+def _model_shape(model_dir: str) -> tuple[int, int]:
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(model_dir)
+    return cfg.num_hidden_layers, cfg.hidden_size
+
+
+@_VLLM.register_model("sae_steered_vllm")
+class SteeredVLLM(_VLLM.VLLM):
+    """VLLM with SAE features steered (every position, the prompt or the generated tokens) and optional word bans."""
+
+    def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
+                 positions="all", f_max=None, ban=None, ban_scope="thinking", steer_layer=None,
+                 max_features=MAX_FEATURES, compiled=True, count_tokens=False, **kwargs):
+        model_dir = model_path(str(pretrained))
+        n_layers, d_model = _model_shape(model_dir)
+        payload, layer = self._steering(sae, features, gamma, mode, positions, f_max, n_layers, d_model)
+        layer = layer if layer is not None else (None if steer_layer in (None, "") else int(steer_layer))
+        if ban and ban_scope not in SCOPES:
+            raise UserError(f"unknown ban scope {ban_scope!r}: use one of {SCOPES}")
+        args = vllm_engine.engine_args(model_dir, layer, int(max_features), _truthy(compiled), **kwargs)
+        with mock.patch.object(_VLLM, "LLM", vllm_engine.engine):  # lm-eval builds the engine inside __init__
+            super().__init__(pretrained=model_dir, **args)
+        self.steer_payload, self.count_tokens = payload, _truthy(count_tokens)
+        self.banned = banned_sequences(self.tokenizer, read_ban(ban)) if ban else []
+        self.ban_scope = ban_scope
+        ids = self.tokenizer.convert_tokens_to_ids(THINK_END)
+        self.think_end_id = ids if isinstance(ids, int) and ids != self.tokenizer.unk_token_id else None
+        if layer is None and payload is not None:
+            raise UserError("internal: steering without a layer")
+
+    @staticmethod
+    def _steering(sae, features, gamma, mode, positions, f_max, n_layers: int, d_model: int):
         features = split_list(features, int)
-        if sae is not None:
-            loaded = SparseAutoencoder.load(sae) if not isinstance(sae, SparseAutoencoder) else sae
-            gammas = split_list(gamma, float)
-            vectors = steering_vectors(loaded, features, gammas if len(gammas) > 1 else gammas[0], mode,
-                                       read_f_max(f_max, features))
-            point = parse_hook(loaded.cfg.hook_name, self._config.num_hidden_layers)
-            if point.kind != "hook_resid_post":
-                raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
-            layer = point.layer
-            self.model.apply_model(lambda model: install(model, layer, vectors))
+        if sae is None and features:
+            raise UserError("features given without an SAE: add sae=<SAE directory> to the model args")
+        if sae is None:
+            return None, None
+        if positions not in POSITIONS:
+            raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
+        if not features:
+            raise UserError("sae given without features: add features=<id>[+<id>...] to the model args")
+        loaded = sae if isinstance(sae, SparseAutoencoder) else SparseAutoencoder.load(Path(sae).expanduser())
+        point = parse_hook(loaded.hook_name(), n_layers)
+        if point.kind != "hook_resid_post":
+            raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
+        if loaded.d_in != d_model:
+            raise UserError(f"the SAE reads {loaded.d_in}-dim activations but the model's residual stream has "
+                            f"{d_model}: use an SAE trained on this model")
+        gammas = split_list(gamma, float)
+        vectors = steering_vectors(loaded, features, gammas if len(gammas) > 1 else gammas[0], mode,
+                                   read_f_max(f_max, features))
+        return vectors_payload(vectors, positions), point.layer
 
-    def _model_generate(self, requests, generate=False, sampling_params=None):
-        if generate and sampling_params is not None and self.bad_words:
+    @contextlib.contextmanager
+    def _steered(self):
+        steered = self.model_args.get("worker_extension_cls") == vllm_engine.WORKER_EXTENSION
+        if steered:
+            self.model.collective_rpc("steering_set", args=(self.steer_payload, self.count_tokens))
+        try:
+            yield
+        finally:
+            if steered and not self.count_tokens:
+                self.model.collective_rpc("steering_set", args=(None,))
+
+    def steering_counts(self) -> dict:
+        """Steered tokens by kind since this model last ran (needs count_tokens=true)."""
+        return self.model.collective_rpc("steering_counts")[0]
+
+    def _model_generate(self, requests, generate=False, sampling_params=None, **kwargs):
+        if generate and sampling_params is not None and self.banned:
             params = sampling_params if isinstance(sampling_params, list) else [sampling_params]
             for p in params:
-                p.bad_words = list(self.bad_words)
-        return super()._model_generate(requests, generate=generate, sampling_params=sampling_params)
+                p.extra_args = {**(p.extra_args or {}), "reasoning_sae_ban": {
+                    "sequences": self.banned, "think_end_id": self.think_end_id if self.ban_scope == "thinking" else None}}
+        with self._steered():
+            return super()._model_generate(requests, generate=generate, sampling_params=sampling_params, **kwargs)
