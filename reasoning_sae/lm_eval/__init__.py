@@ -9,6 +9,10 @@ def task_dir() -> Path:
     return Path(__file__).resolve().parent / "tasks"
 
 
-def register() -> None:
-    """Register the `sae_steered` model with lm-eval (importing the module does it)."""
+def register(vllm: bool = False) -> None:
+    """Register the `sae_steered` model with lm-eval (importing the module does it), and `sae_steered_vllm` when
+    asked (importing vLLM takes seconds)."""
     import reasoning_sae.lm_eval.model  # noqa: F401
+
+    if vllm:
+        import reasoning_sae.lm_eval.vllm  # noqa: F401

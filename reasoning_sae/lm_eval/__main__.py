@@ -28,8 +28,9 @@ def with_our_tasks(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     from lm_eval.__main__ import cli_evaluate
 
-    register()
-    sys.argv = ["lm_eval", *with_our_tasks(sys.argv[1:] if argv is None else argv)]
+    argv = sys.argv[1:] if argv is None else argv
+    register(vllm=any("sae_steered_vllm" in a for a in argv))
+    sys.argv = ["lm_eval", *with_our_tasks(argv)]
     cli_evaluate()
 
 

@@ -35,10 +35,21 @@ def _truthy(value) -> bool:
     return str(value).lower() in ("1", "true", "yes")
 
 
-def _model_shape(model_dir: str) -> tuple[int, int]:
+def _model_shape(model_dir: str, trust_remote_code: bool = False) -> tuple[int, int]:
+    """(layers, d_model) of a model vLLM can run, or a one-line error before any engine starts."""
     from transformers import AutoConfig
+    from vllm import ModelRegistry
 
-    cfg = AutoConfig.from_pretrained(model_dir)
+    try:
+        cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"vLLM cannot load model {model_dir!r} ({first}): pass a local HF model directory, a cached "
+                        f"hub id or the demo alias smollm2-135m-instruct") from None
+    archs = list(getattr(cfg, "architectures", None) or [])
+    if not set(archs) & set(ModelRegistry.get_supported_archs()):
+        raise UserError(f"vLLM cannot run model {model_dir!r}: its architectures {archs} are not supported by vLLM "
+                        f"{vllm_engine.require_vllm().__version__}; use benchmark.engine=hf")
     return cfg.num_hidden_layers, cfg.hidden_size
 
 
@@ -49,8 +60,10 @@ class SteeredVLLM(_VLLM.VLLM):
     def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
                  positions="all", f_max=None, ban=None, ban_scope="thinking", steer_layer=None,
                  max_features=MAX_FEATURES, compiled=True, count_tokens=False, **kwargs):
+        if int(kwargs.get("data_parallel_size", 1)) > 1:
+            raise UserError("sae_steered_vllm steers one engine: use tensor_parallel_size, not data_parallel_size")
         model_dir = model_path(str(pretrained))
-        n_layers, d_model = _model_shape(model_dir)
+        n_layers, d_model = _model_shape(model_dir, _truthy(kwargs.get("trust_remote_code", False)))
         payload, layer = self._steering(sae, features, gamma, mode, positions, f_max, n_layers, d_model)
         layer = layer if layer is not None else (None if steer_layer in (None, "") else int(steer_layer))
         if ban and ban_scope not in SCOPES:

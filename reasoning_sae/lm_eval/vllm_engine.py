@@ -5,6 +5,7 @@ import functools
 import importlib
 import importlib.metadata as metadata
 import json
+import os
 
 from reasoning_sae.errors import UserError
 
@@ -99,6 +100,12 @@ def engine(**args):
     key = json.dumps(args, sort_keys=True, default=str)
     if key not in _ENGINES:
         vllm = require_vllm()
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # vLLM 0.32's CPU build fails to reload its AOT-compiled graph and compiles again (~60 s) at every start;
+            # the plain inductor cache loads.
+            os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
         hook = args.pop("_reasoning_sae_hook", None)
         llm = vllm.LLM(**args)
         if hook is not None:

@@ -1,39 +1,96 @@
+"""The vLLM steering slot and word-ban processor without an engine: the same update as the HF hook, in place."""
+
+import importlib.util
+
+import numpy as np
+import pytest
 import torch
 
-from reasoning_sae.lm_eval.vllm_hook import VLLMSteeringHook, install
+from reasoning_sae import UserError
+from reasoning_sae.lm_eval.vllm_hook import SlotHook, SteeringSlot, token_prompt_lengths
 from reasoning_sae.steering import SteeringHook, steering_vectors
 from tests.steering.test_hook import random_sae
 
 
-def test_vllm_hook_steers_the_sum_of_hidden_states_and_residual_like_the_hf_hook():
-    sae = random_sae(d_in=24, d_sae=40)
-    vectors = steering_vectors(sae, [3, 9], gamma=[2.0, -1.0], mode="clamp")
+@pytest.mark.parametrize("mode, apply_b_dec", [("add", False), ("clamp", False), ("clamp", True)])
+def test_slot_steers_the_sum_of_hidden_states_and_residual_like_the_hf_hook(mode, apply_b_dec):
+    sae = random_sae(d_in=24, d_sae=40, apply_b_dec=apply_b_dec)
+    vectors = steering_vectors(sae, [3, 9], gamma=[2.0, -1.0], mode=mode)
     hidden, residual = torch.randn(11, 24), torch.randn(11, 24)  # vLLM flattens tokens: [num_tokens, d]
-    new_hidden, same_residual = VLLMSteeringHook(vectors)(None, (), (hidden, residual))
+    slot = SteeringSlot(24, max_tokens=16, max_features=4)
+    slot.load(vectors)
+    slot.prepare(torch.arange(11), None)
     expected = SteeringHook(vectors, "all")(None, (), {}, (hidden + residual)[None])[0]
-    assert same_residual is residual
-    torch.testing.assert_close(new_hidden + residual, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(slot(hidden, residual) + residual, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_install_hooks_the_requested_layer_only():
-    class Inner(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = torch.nn.ModuleList(Pair() for _ in range(3))
-
-    class Pair(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.ones(()))
-
-        def forward(self, x):
-            return x * self.scale, torch.zeros_like(x)
-
-    model = torch.nn.Module()
-    model.model = Inner()
+def test_slot_is_rewritten_in_place_and_empty_adds_nothing():
     sae = random_sae(d_in=24, d_sae=40)
-    install(model, 1, steering_vectors(sae, 5, gamma=1.0, f_max=2.0))
-    x = torch.randn(4, 24)
-    out1, _ = model.model.layers[1](x)
-    torch.testing.assert_close(out1, x + 2.0 * sae.W_dec[5])
-    assert torch.equal(model.model.layers[0](x)[0], x)
+    slot = SteeringSlot(24, max_tokens=8, max_features=2)
+    buffers = {name: b.data_ptr() for name, b in slot.named_buffers()}
+    hidden, residual = torch.randn(5, 24), torch.randn(5, 24)
+    slot.load(steering_vectors(sae, [1, 2], gamma=1.0, f_max=[1.0, 2.0]))
+    slot.prepare(torch.arange(5), None)
+    assert not torch.equal(slot(hidden, residual), hidden)
+    slot.load(None)
+    slot.prepare(torch.arange(5), None)
+    assert torch.equal(slot(hidden, residual), hidden)
+    assert buffers == {name: b.data_ptr() for name, b in slot.named_buffers()}  # compiled graphs keep them
+    with pytest.raises(UserError, match="at most 2"):
+        slot.load(steering_vectors(sae, [1, 2, 3], gamma=1.0, f_max=1.0))
+
+
+def test_positions_mask_prompt_and_generated_tokens_of_a_flattened_batch():
+    """Three requests in one forward: a 3-token prefill chunk, then two decode steps (prompt lengths 3, 2, 4)."""
+    query_start_loc = np.array([0, 3, 4, 5])
+    lengths = token_prompt_lengths(query_start_loc, np.array([3, 2, 4, 99]))
+    assert lengths.tolist() == [3, 3, 3, 2, 4]
+    positions = torch.tensor([0, 1, 2, 5, 3])  # request 2's position 3 is still its prompt
+    sae = random_sae(d_in=24, d_sae=40)
+    slot = SteeringSlot(24, max_tokens=8)
+    for kind, expected in (("all", [1, 1, 1, 1, 1]), ("prompt", [1, 1, 1, 0, 1]), ("generated", [0, 0, 0, 1, 0])):
+        slot.load(steering_vectors(sae, 4, gamma=1.0, f_max=1.0), kind)
+        slot.count_tokens = True
+        slot.prepare(torch.cat([positions, torch.tensor([0, 0])]), lengths)  # two padding rows
+        assert slot.mask_T[:7].tolist() == [*expected, 0, 0]
+        assert slot.counts == {"prompt": sum(expected[i] for i in (0, 1, 2, 4)), "generated": expected[3],
+                               "unsteered": 5 - sum(expected)}
+
+
+def test_slot_hook_is_the_eager_form():
+    sae = random_sae(d_in=24, d_sae=40)
+    slot = SteeringSlot(24, max_tokens=8)
+    slot.load(steering_vectors(sae, 5, gamma=1.0, f_max=2.0))
+    hidden, residual = torch.randn(4, 24), torch.zeros(4, 24)
+    new, same = SlotHook(slot, lambda n: None)(None, (torch.arange(4), hidden, None), (hidden, residual))
+    assert same is residual
+    torch.testing.assert_close(new, hidden + 2.0 * sae.W_dec[5])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
+def test_ban_processor_tracks_rows_and_frees_them_after_think_end():
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+
+    from reasoning_sae.lm_eval.vllm_ban import KEY, WordBanLogitsProcessor
+
+    think_end = 50
+    ban = SamplingParams(extra_args={KEY: {"sequences": [[7], [8, 9]], "think_end_id": think_end}})
+    out0, out1, out2 = [], [8], []
+    proc = WordBanLogitsProcessor(None, torch.device("cpu"), False)
+    proc.update_state(BatchUpdate(3, removed=[], added=[(0, ban, [1, 2], out0), (1, ban, [1, 2], out1),
+                                                        (2, SamplingParams(), [1], out2)], moved=[]))
+    logits = proc.apply(torch.zeros(3, 60))
+    assert torch.isinf(logits[0, 7]) and not torch.isinf(logits[0, 9])  # [8, 9] needs the 8 first
+    assert torch.isinf(logits[1, 7]) and torch.isinf(logits[1, 9])
+    assert not torch.isinf(logits[2]).any()  # a request without a ban
+    out1 += [think_end]  # request 1 stopped thinking: free
+    proc.update_state(BatchUpdate(3, removed=[], added=[], moved=[(0, 2, MoveDirectionality.SWAP)]))
+    logits = proc.apply(torch.zeros(3, 60))
+    assert not torch.isinf(logits[1]).any() and not torch.isinf(logits[0]).any()
+    assert torch.isinf(logits[2, 7])  # request 0 now sits at row 2
+    proc.update_state(BatchUpdate(2, removed=[2], added=[], moved=[]))
+    assert not torch.isinf(proc.apply(torch.zeros(3, 60))).any()
+    prompt_end = [SamplingParams(extra_args={KEY: {"sequences": [[2, 9]], "think_end_id": None}})]
+    proc.update_state(BatchUpdate(1, removed=[], added=[(0, prompt_end[0], [1, 2], [])], moved=[]))
+    assert torch.isinf(proc.apply(torch.zeros(1, 60))[0, 9])  # the prefix may end the prompt, as in HF
