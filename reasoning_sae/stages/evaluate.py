@@ -89,10 +89,10 @@ def f_max_for(cfg: DictConfig, features: tuple[int, ...]) -> list[float] | None:
 class Context:
     """What the cells of one run share: the loaded model (on first need), vocabulary, ban word lists."""
 
-    def __init__(self, cfg: DictConfig, found_inputs: dict):
+    def __init__(self, cfg: DictConfig, found_inputs: dict, grid_cells: list[Cell] = ()):
         from reasoning_sae.vocab.vocabulary import load_vocabulary
 
-        self.cfg, self.inputs = cfg, found_inputs
+        self.cfg, self.inputs, self.cells = cfg, found_inputs, list(grid_cells)
         self.vocabulary = load_vocabulary(stage_dir(cfg, "vocab") / "vocabulary.json")
         self._lm = None
 
@@ -124,11 +124,20 @@ class Context:
         steering = {"sae": self.inputs.get("sae"), "mode": sc.mode, "positions": sc.positions,
                     "f_max": f_max_for(self.cfg, cell.features)} if cell.features else None
         data = bc.data_files.get(cell.task) if bc.data_files else None
-        return {"model": OmegaConf.to_container(self.cfg.model, resolve=True), "steering": steering,
-                "ban": self.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope if cell.ban else None,
-                "data": path_fingerprint(data) if data else None, "vocabulary": self.vocabulary,
-                "settings": {k: bc[k] for k in ("limit", "repeats", "max_gen_toks", "apply_chat_template")},
-                "seed": self.cfg.seed, "version": __version__}
+        context = {"model": OmegaConf.to_container(self.cfg.model, resolve=True), "steering": steering,
+                   "ban": self.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope if cell.ban else None,
+                   "data": path_fingerprint(data) if data else None, "vocabulary": self.vocabulary,
+                   "settings": {k: bc[k] for k in ("limit", "repeats", "max_gen_toks", "apply_chat_template")},
+                   "seed": self.cfg.seed, "version": __version__}
+        if bc.engine != "hf":  # absent for hf, so the HF cells keep their keys; a vLLM cell never reuses an HF one
+            context["engine"] = {"name": bc.engine, "max_model_len": bc.get("max_model_len")}
+        return context
+
+    @functools.cached_property
+    def steer_layer(self) -> int:
+        """The layer every vLLM cell steers (the run's SAE's hook; model.layer when no cell steers): one engine
+        serves the baseline, steered and word-ban cells alike."""
+        return steer_layer(self.cfg, any(c.features for c in self.cells))
 
 
 def model_for(ctx: Context, cell: Cell):
@@ -143,13 +152,47 @@ def model_for(ctx: Context, cell: Cell):
     if bc.engine == "vllm":
         from reasoning_sae.lm_eval.vllm import SteeredVLLM
 
-        mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
-        return SteeredVLLM(pretrained=mc.name, revision=mc.revision, max_gen_toks=bc.max_gen_toks, **steering, **ban)
+        return SteeredVLLM(**vllm_engine_args(ctx), **steering, **ban)
     if bc.engine != "hf":
         raise UserError(f"unknown benchmark.engine {bc.engine!r}: use hf or vllm")
     from reasoning_sae.lm_eval.model import SteeredLM
 
     return SteeredLM(pretrained=ctx.lm, batch_size=bc.batch_size, max_gen_toks=bc.max_gen_toks, **steering, **ban)
+
+
+def steer_layer(cfg: DictConfig, steering: bool) -> int:
+    """The layer of the run's SAE hook when `steering`, else model.layer (read from cfg.json: no weights loaded)."""
+    if not steering:
+        return int(cfg.model.layer)
+    from reasoning_sae.models.hooks import parse_hook
+    from reasoning_sae.sae.config import SAEConfig
+
+    sae = SAEConfig.from_sae_lens(json.loads((sae_path(cfg) / "cfg.json").read_text()))
+    hook = sae.metadata.get("hook_name")
+    if not hook:
+        raise UserError("the SAE's cfg.json names no hook_name: add metadata.hook_name "
+                        "(e.g. blocks.19.hook_resid_post)")
+    point = parse_hook(hook, int(cfg.model.n_layers))
+    if point.kind != "hook_resid_post":
+        raise UserError(f"benchmark.engine=vllm steers blocks.L.hook_resid_post, not the SAE's {hook}: "
+                        f"use benchmark.engine=hf")
+    return point.layer
+
+
+def vllm_engine_args(ctx: Context) -> dict:
+    """`sae_steered_vllm` model args shared by every cell of a run, so that all cells run on one engine: the model
+    in its resolved dtype (float32 on CPU, as the HF engine), steered at the run's layer, the run's seed."""
+    from reasoning_sae.models.loading import resolve_device, resolve_dtype
+
+    cfg, bc = ctx.cfg, ctx.cfg.benchmark
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    dtype = str(resolve_dtype(mc.dtype, resolve_device(mc.device))).removeprefix("torch.")
+    args = {"pretrained": mc.name, "revision": mc.revision, "trust_remote_code": mc.trust_remote_code, "dtype": dtype,
+            "steer_layer": ctx.steer_layer, "max_gen_toks": bc.max_gen_toks, "batch_size": bc.batch_size,
+            "seed": cfg.seed}
+    if bc.get("max_model_len") is not None:
+        args["max_model_len"] = int(bc.max_model_len)
+    return args
 
 
 def task_spec(cfg: DictConfig, task: str):
@@ -196,8 +239,14 @@ def log_wandb(cfg: DictConfig, frame: pd.DataFrame, out: Path) -> None:
 
 
 def build(cfg: DictConfig, out: Path, grid_cells: list[Cell], found: dict) -> dict:
-    ctx = Context(cfg, found)
-    records = [compute_cell(ctx, cell) for cell in grid_cells]
+    ctx = Context(cfg, found, grid_cells)
+    try:
+        records = [compute_cell(ctx, cell) for cell in grid_cells]
+    finally:
+        if cfg.benchmark.engine == "vllm":  # free the engine's memory (a GPU's) for the stages after this one
+            from reasoning_sae.lm_eval import vllm_engine
+
+            vllm_engine.shutdown()
     frame = results_frame(records)
     frame.to_csv(out / "results.csv", index=False)
     (out / "table.md").write_text(table1(frame))
@@ -213,8 +262,16 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
 
     if not grid_cells:
         raise UserError("nothing to evaluate: benchmark.tasks is empty, or no features and steering.baseline=false")
-    if cfg.benchmark.engine not in ("hf", "vllm"):
-        raise UserError(f"unknown benchmark.engine {cfg.benchmark.engine!r}: use hf or vllm")
+    bc = cfg.benchmark
+    if bc.engine not in ("hf", "vllm"):
+        raise UserError(f"unknown benchmark.engine {bc.engine!r}: use hf or vllm")
+    if bc.engine == "vllm":
+        from reasoning_sae.lm_eval.vllm_engine import require_vllm
+
+        require_vllm()
+        if bc.get("max_model_len") is not None and int(bc.max_model_len) <= int(bc.max_gen_toks):
+            raise UserError(f"benchmark.max_model_len={bc.max_model_len} leaves no room for the prompt: set it above "
+                            f"max_gen_toks={bc.max_gen_toks} (prompt + generation), or null for the model's maximum")
     for task in dict.fromkeys(c.task for c in grid_cells):
         task_spec(cfg, task)
         local = cfg.benchmark.data_files.get(task) if cfg.benchmark.data_files else None
@@ -225,6 +282,8 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
         bad = sorted({f for c in grid_cells for f in c.features if not 0 <= f < d_sae})
         if bad:
             raise UserError(f"feature index out of range: {bad} (the SAE has {d_sae} features, 0-{d_sae - 1})")
+    if bc.engine == "vllm":
+        steer_layer(cfg, any(c.features for c in grid_cells))  # the SAE's hook names a layer of the model
 
 
 def run(cfg: DictConfig) -> Path:

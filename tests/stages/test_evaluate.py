@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -6,6 +7,7 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.stages import corpus, evaluate, interpret, score, train, vocab
+from tests.conftest import needs_vllm
 from tests.stages.test_train import tiny
 
 SMALL = ("score.top_k=2",)  # tiny() already makes the benchmark small
@@ -83,3 +85,130 @@ def test_bad_input_writes_nothing(pipeline, tmp_path):
         with pytest.raises(UserError, match=message):
             evaluate.run(cfg)
         assert not (Path(cfg.paths.artifacts) / "demo" / "evaluate").exists()
+
+
+@pytest.fixture
+def vocab_only(compose, tiny_llama_dir, tmp_path):
+    """A run with the corpus and vocab stages done and a user SAE (steering.sae, f_max a number): enough for the
+    evaluate stage's validation, cell keys and engine arguments, with no model loaded."""
+    from tests.steering.test_hook import random_sae
+
+    sae = random_sae(d_in=32, d_sae=16)
+    sae.cfg.metadata["hook_name"] = "blocks.1.hook_resid_post"  # not model.layer (2): the SAE's layer wins
+    sae.save(tmp_path / "user_sae")
+    base = (*tiny(tiny_llama_dir), f"steering.sae={tmp_path / 'user_sae'}", "steering.features=[3]",
+            "steering.f_max=2.0", "benchmark.word_ban.seeds=[0]")
+    for stage in (corpus, vocab):
+        stage.run(compose(stage.__name__.rsplit(".", 1)[-1], base))
+    return lambda *extra: compose("evaluate", (*base, *extra))
+
+
+def test_vllm_cells_share_one_engine_and_never_reuse_hf_cells(vocab_only):
+    hf_cfg, vllm_cfg = vocab_only(), vocab_only("benchmark.engine=vllm", "benchmark.max_model_len=200")
+    grid_cells = evaluate.cells(vllm_cfg)
+    assert {c.label for c in grid_cells} == {"baseline", "f3_g2", "ban-reason", "ban-random-0"}
+    hf, ctx = (evaluate.Context(c, evaluate.inputs(c, grid_cells), grid_cells) for c in (hf_cfg, vllm_cfg))
+    engines = [evaluate.vllm_engine_args(ctx) for _ in grid_cells]
+    assert engines[0] == {"pretrained": str(vllm_cfg.model.name), "revision": None, "trust_remote_code": False,
+                          "dtype": "float32", "steer_layer": 1, "max_gen_toks": 6, "batch_size": 4, "seed": 1,
+                          "max_model_len": 200}
+    assert all(e == engines[0] for e in engines)  # baseline, steered and ban cells: one engine
+    for cell in grid_cells:
+        assert "engine" not in hf.key_context(cell)  # the HF cells keep the keys they had before vLLM cells existed
+        assert ctx.key_context(cell)["engine"] == {"name": "vllm", "max_model_len": 200}
+        assert evaluate.cell_dir(vllm_cfg, ctx, cell) != evaluate.cell_dir(hf_cfg, hf, cell)
+    other_len = vocab_only("benchmark.engine=vllm", "benchmark.max_model_len=256")
+    assert evaluate.cell_dir(other_len, evaluate.Context(other_len, ctx.inputs, grid_cells), grid_cells[0]) != \
+        evaluate.cell_dir(vllm_cfg, ctx, grid_cells[0])
+    baseline_only = vocab_only("benchmark.engine=vllm", "steering.features=[]", "benchmark.word_ban.enabled=false")
+    assert evaluate.Context(baseline_only, {}, evaluate.cells(baseline_only)).steer_layer == 2  # model.layer
+
+
+def test_vllm_settings_fail_fast_in_one_line(vocab_only, monkeypatch, tmp_path):
+    from reasoning_sae.lm_eval import vllm_engine
+
+    import_module = vllm_engine.importlib.import_module
+
+    def no_vllm(name, *args):
+        if name.split(".")[0] == "vllm":
+            raise ImportError(f"No module named {name!r}", name=name)
+        return import_module(name, *args)
+
+    cfg = vocab_only("benchmark.engine=vllm")
+    with monkeypatch.context() as patch:
+        patch.setattr(vllm_engine.importlib, "import_module", no_vllm)
+        with pytest.raises(UserError, match=r"^engine=vllm needs vLLM \(vllm is missing\): run `make setup`") as err:
+            evaluate.run(cfg)
+        assert "\n" not in str(err.value)
+    monkeypatch.setattr(vllm_engine, "require_vllm", lambda: None)
+    from tests.steering.test_hook import random_sae
+
+    sae = random_sae(d_in=32, d_sae=16)
+    sae.cfg.metadata["hook_name"] = "blocks.1.hook_resid_pre"
+    sae.save(tmp_path / "pre_sae")
+    for overrides, message in [
+        (("benchmark.max_model_len=6",), r"benchmark.max_model_len=6 leaves no room for the prompt"),
+        ((f"steering.sae={tmp_path / 'pre_sae'}",), r"engine=vllm steers blocks.L.hook_resid_post, not the SAE's "
+                                                   r"blocks.1.hook_resid_pre: use benchmark.engine=hf"),
+    ]:
+        cfg = vocab_only("benchmark.engine=vllm", *overrides)
+        with pytest.raises(UserError, match=message):
+            evaluate.run(cfg)
+    assert not (Path(cfg.paths.artifacts) / "demo" / "evaluate").exists()
+    assert not (Path(cfg.paths.artifacts) / "demo" / "evaluate-cells").exists()
+
+
+def _shape(table: str) -> str:
+    """A markdown table with its numbers blanked: rows, columns and layout only."""
+    return re.sub(r"-?\d+(\.\d+)?", "#", table)
+
+
+@needs_vllm
+def test_the_grid_on_vllm_gives_the_hf_tables_from_one_engine_and_caches_its_cells(compose, tiny_vllm_llama_dir,
+                                                                                   monkeypatch):
+    from reasoning_sae.lm_eval import vllm_engine
+
+    base = (*tiny(tiny_vllm_llama_dir), *SMALL, "benchmark.repeats=1", "benchmark.max_gen_toks=16",
+            "benchmark.word_ban.seeds=[]")  # baseline, one feature, one ban cell
+    for stage in (corpus, train, vocab, score, interpret):
+        stage.run(compose("interpret", base))
+    hf_out = evaluate.run(compose("evaluate", base))  # the vLLM run below replaces this stage folder
+    hf = pd.read_csv(hf_out / "results.csv")
+    hf_tables = {name: (hf_out / name).read_text() for name in ("table.md", "wordban.md")}
+    hf_cells = _cells(compose("evaluate", base))
+    started = []
+    engine = vllm_engine.engine
+
+    def recording(**args):
+        started.append(json.dumps(args, sort_keys=True, default=str))
+        return engine(**args)
+
+    monkeypatch.setattr(vllm_engine, "engine", recording)
+    cfg = compose("evaluate", (*base, "benchmark.engine=vllm"))
+    out = evaluate.run(cfg)
+    assert len(started) == 3 and len(set(started)) == 1  # three cells, one engine
+    assert not vllm_engine._ENGINES  # shut down when the stage ends
+
+    vllm = pd.read_csv(out / "results.csv")
+    top = json.loads((Path(cfg.paths.artifacts) / "demo" / "score" / "top_features.json").read_text())["features"][0]
+    assert set(vllm["label"]) == {"baseline", f"f{top}_g2", "ban-reason"}
+    assert sorted(zip(vllm["label"], vllm["metric"])) == sorted(zip(hf["label"], hf["metric"]))
+    assert {"pass@1", "maj@1", "think_tokens", "reasoning_words_per_1k", "n_docs"} <= set(vllm["metric"])
+    assert (vllm[vllm["metric"] == "n_docs"]["value"] == 2).all()
+    # 16 generated tokens each, counted again by tokenizing the text (random tokens may split differently)
+    assert vllm[vllm["metric"] == "think_tokens"]["value"].between(8, 24).all()
+    for name, table in hf_tables.items():
+        assert _shape((out / name).read_text()) == _shape(table)
+    assert f"| #{top} γ=2 |" in hf_tables["table.md"] and "| Reason (ban R) |" in hf_tables["wordban.md"]
+    cells = _cells(cfg)
+    vllm_cells = sorted(set(cells) - set(hf_cells))
+    assert len(hf_cells) == 3 and len(vllm_cells) == 3  # the vLLM cells are their own: no HF cell is reused
+    for cell in vllm_cells:
+        samples = next((cell.parent / "lm_eval").glob("*/samples_reasoning_demo_*.jsonl")).read_text().splitlines()
+        responses = [json.loads(s)["resps"][0] for s in samples]
+        assert len(responses) == 2 and all(len(r) == 1 and r[0].strip() for r in responses)
+
+    before = {p: p.stat().st_mtime_ns for p in cells}
+    fewer = evaluate.run(compose("evaluate", (*base, "benchmark.engine=vllm", "benchmark.word_ban.enabled=false")))
+    assert set(pd.read_csv(fewer / "results.csv")["label"]) == {"baseline", f"f{top}_g2"}
+    assert len(started) == 3 and all(p.stat().st_mtime_ns == t for p, t in before.items())  # cached: no engine
