@@ -64,6 +64,29 @@ def read_ban(value) -> list[str]:
     return load_vocabulary(value) if str(value).endswith(".json") else str(value).split("+")
 
 
+def steering_spec(sae, features, gamma, mode, positions, f_max) -> dict | None:
+    """The steering model args as `steer(...)` keywords (None: no SAE, no steering), shared by both engines."""
+    features = split_list(features, int)
+    if sae is None and features:
+        raise UserError("features given without an SAE: add sae=<SAE directory> to the model args")
+    if sae is None:
+        return None
+    if not features:
+        raise UserError("sae given without features: add features=<id>[+<id>...] to the model args")
+    loaded = sae if isinstance(sae, SparseAutoencoder) else SparseAutoencoder.load(Path(sae).expanduser())
+    gammas = split_list(gamma, float)
+    if not all(math.isfinite(g) for g in gammas):
+        raise UserError(f"gamma must be finite, got {gammas}")
+    return {"sae": loaded, "feature": features, "gamma": gammas if len(gammas) > 1 else gammas[0],
+            "mode": mode, "positions": positions, "f_max": read_f_max(f_max, features)}
+
+
+def think_end_id(tokenizer) -> int | None:
+    """The id of `</think>` when it is one token of this tokenizer, else None (a ban then lasts the whole output)."""
+    ids = tokenizer.convert_tokens_to_ids(THINK_END)
+    return ids if isinstance(ids, int) and ids != tokenizer.unk_token_id else None
+
+
 @register_model("sae_steered")
 class SteeredLM(HFLM):
     """HFLM whose generations and log-likelihoods run with `steer(...)` active (and optionally words banned)."""
@@ -76,23 +99,12 @@ class SteeredLM(HFLM):
         self.steering = self._steering(sae, features, gamma, mode, positions, f_max)
         self.banned = banned_sequences(self.tokenizer, read_ban(ban)) if ban else []
         self.ban_scope = ban_scope
-        ids = self.tokenizer.convert_tokens_to_ids(THINK_END)
-        self.think_end_id = ids if isinstance(ids, int) and ids != self.tokenizer.unk_token_id else None
+        self.think_end_id = think_end_id(self.tokenizer)
 
     def _steering(self, sae, features, gamma, mode, positions, f_max) -> dict | None:
-        features = split_list(features, int)
-        if sae is None and features:
-            raise UserError("features given without an SAE: add sae=<SAE directory> to the model args")
-        if sae is None:
+        spec = steering_spec(sae, features, gamma, mode, positions, f_max)
+        if spec is None:
             return None
-        loaded = sae if isinstance(sae, SparseAutoencoder) else SparseAutoencoder.load(Path(sae).expanduser())
-        gammas = split_list(gamma, float)
-        if not features:
-            raise UserError("sae given without features: add features=<id>[+<id>...] to the model args")
-        if not all(math.isfinite(g) for g in gammas):
-            raise UserError(f"gamma must be finite, got {gammas}")
-        spec = {"sae": loaded, "feature": features, "gamma": gammas if len(gammas) > 1 else gammas[0],
-                "mode": mode, "positions": positions, "f_max": read_f_max(f_max, features)}
         with steer(self.lm, **spec):  # validates everything now, not at the first request
             pass
         return spec

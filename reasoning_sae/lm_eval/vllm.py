@@ -12,20 +12,16 @@ MLP output: DIGEST 5.3). One engine per process serves every cell (vllm_engine.p
 slot's buffers through the worker extension, so `positions` and word bans are per cell too."""
 
 import contextlib
-import json
-from pathlib import Path
 from unittest import mock
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.evaluate.metrics import THINK_END
 from reasoning_sae.evaluate.wordban import SCOPES, banned_sequences
 from reasoning_sae.lm_eval import vllm_engine
-from reasoning_sae.lm_eval.model import read_ban, read_f_max, split_list
+from reasoning_sae.lm_eval.model import read_ban, steering_spec, think_end_id
 from reasoning_sae.lm_eval.vllm_hook import MAX_FEATURES
 from reasoning_sae.lm_eval.vllm_worker import vectors_payload
 from reasoning_sae.models.hooks import parse_hook
 from reasoning_sae.models.loading import model_path
-from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.steering import POSITIONS, steering_vectors
 
 _VLLM = vllm_engine.lm_eval_vllm_module()
@@ -74,32 +70,24 @@ class SteeredVLLM(_VLLM.VLLM):
         self.steer_payload, self.count_tokens = payload, _truthy(count_tokens)
         self.banned = banned_sequences(self.tokenizer, read_ban(ban)) if ban else []
         self.ban_scope = ban_scope
-        ids = self.tokenizer.convert_tokens_to_ids(THINK_END)
-        self.think_end_id = ids if isinstance(ids, int) and ids != self.tokenizer.unk_token_id else None
-        if layer is None and payload is not None:
-            raise UserError("internal: steering without a layer")
+        self.think_end_id = think_end_id(self.tokenizer)
 
     @staticmethod
     def _steering(sae, features, gamma, mode, positions, f_max, n_layers: int, d_model: int):
-        features = split_list(features, int)
-        if sae is None and features:
-            raise UserError("features given without an SAE: add sae=<SAE directory> to the model args")
-        if sae is None:
+        """(payload for the worker extension, layer) or (None, None) without an SAE; checked before any engine."""
+        spec = steering_spec(sae, features, gamma, mode, positions, f_max)
+        if spec is None:
             return None, None
         if positions not in POSITIONS:
             raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
-        if not features:
-            raise UserError("sae given without features: add features=<id>[+<id>...] to the model args")
-        loaded = sae if isinstance(sae, SparseAutoencoder) else SparseAutoencoder.load(Path(sae).expanduser())
+        loaded = spec["sae"]
         point = parse_hook(loaded.hook_name(), n_layers)
         if point.kind != "hook_resid_post":
             raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
         if loaded.d_in != d_model:
             raise UserError(f"the SAE reads {loaded.d_in}-dim activations but the model's residual stream has "
                             f"{d_model}: use an SAE trained on this model")
-        gammas = split_list(gamma, float)
-        vectors = steering_vectors(loaded, features, gammas if len(gammas) > 1 else gammas[0], mode,
-                                   read_f_max(f_max, features))
+        vectors = steering_vectors(loaded, spec["feature"], spec["gamma"], mode, spec["f_max"])
         return vectors_payload(vectors, positions), point.layer
 
     @contextlib.contextmanager

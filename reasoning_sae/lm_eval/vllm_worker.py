@@ -1,6 +1,8 @@
 """Worker extension for vLLM (`worker_extension_cls`): the methods the engine calls in every worker through
 `LLM.collective_rpc`, with plain data only, so nothing needs VLLM_ALLOW_INSECURE_SERIALIZATION."""
 
+import functools
+
 import torch
 
 from reasoning_sae.lm_eval.vllm_hook import SlotHook, SteeringSlot
@@ -24,7 +26,7 @@ class SteeringWorkerExtension:
 
     def steering_attach_hook(self, layer: int, max_features: int) -> str:
         """Eager fallback for an architecture without a steered class: a slot hooked on decoder layer `layer`."""
-        from reasoning_sae.lm_eval.vllm_model import slot_size
+        from reasoning_sae.lm_eval.vllm_model import flat_prompt_lengths, slot_size
 
         model = self.model_runner.get_model()
         if getattr(model, SLOT, None) is None:
@@ -33,15 +35,8 @@ class SteeringWorkerExtension:
             d_model = model.config.hidden_size
             slot = SteeringSlot(d_model, slot_size(self.vllm_config), max_features, param.dtype, param.device)
             setattr(model, SLOT, slot)
-            runner = self.model_runner
-
-            def lengths(n_tokens: int):
-                from reasoning_sae.lm_eval.vllm_model import flat_prompt_lengths
-
-                return flat_prompt_lengths(slot, n_tokens)
-
-            slot.batch_prompt_lengths = lambda: runner.input_batch.num_prompt_tokens
-            target.register_forward_hook(SlotHook(slot, lengths))
+            self._steering_slot()  # gives the slot the runner's prompt lengths
+            target.register_forward_hook(SlotHook(slot, functools.partial(flat_prompt_lengths, slot)))
         return type(model).__name__
 
     def steering_set(self, payload: dict | None, count_tokens: bool = False) -> None:
