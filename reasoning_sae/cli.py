@@ -1,7 +1,9 @@
 """`python -m reasoning_sae <stage> [hydra overrides]`: one Hydra app per stage over conf/, plus `reproduce`."""
 
 import importlib
+import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -12,6 +14,12 @@ from reasoning_sae.models.config import conf_dir
 from reasoning_sae.stages import OPTIONAL, STAGES
 
 log = logging.getLogger("reasoning_sae")
+STAGE_NAMES = (*STAGES, *OPTIONAL, "reproduce")
+# A DDP run's other ranks are this command started again by Lightning (LOCAL_RANK=1, ...) with the rewritten
+# sys.argv plus its hydra.run.dir overrides. The job they belong to travels in these variables: its stage, its
+# concrete overrides (one job of a multirun, not the sweep) and, in a multirun, its directory.
+STAGE_ENV, OVERRIDES_ENV, JOB_DIR_ENV = "REASONING_SAE_STAGE", "REASONING_SAE_JOB_OVERRIDES", "REASONING_SAE_JOB_DIR"
+LIGHTNING_ARGS = ("hydra.run.dir=", "hydra.job.name=", "hydra.output_subdir=")
 USAGE = f"""usage: python -m reasoning_sae <stage> [key=value ...] [-m for a Hydra multirun]
 
 stages: {', '.join(STAGES)}, reproduce (all of them in order)
@@ -58,17 +66,35 @@ def _task(stage: str):
         from omegaconf import open_dict
 
         hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        job_dir = hydra_cfg.runtime.output_dir if hydra_cfg.mode == RunMode.MULTIRUN else None
+        if is_other_rank():
+            job_dir = os.environ.get(JOB_DIR_ENV) or None
+        else:
+            os.environ.update({STAGE_ENV: stage, OVERRIDES_ENV: json.dumps(list(hydra_cfg.overrides.task)),
+                               JOB_DIR_ENV: job_dir or ""})
+        if job_dir:
             with open_dict(cfg):
-                cfg.job_dir = hydra_cfg.runtime.output_dir
+                cfg.job_dir = job_dir
         try:
             reproduce(cfg) if stage == "reproduce" else run_stage(stage, cfg)
         except UserError as err:
-            _discard_run_dir(Path(cfg.paths.artifacts))
+            if not is_other_rank():  # the run directory is rank 0's
+                _discard_run_dir(Path(cfg.paths.artifacts))
             print(f"error: {err}", file=sys.stderr)
             sys.exit(err.exit_code)
 
     return task
+
+
+def is_other_rank() -> bool:
+    """This process is a DDP rank other than 0, started by Lightning for a job of this CLI."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" and STAGE_ENV in os.environ
+
+
+def other_rank_command(argv: list[str]) -> tuple[str, list[str]]:
+    """The stage and overrides of the job this rank belongs to (Lightning's own hydra.* arguments kept)."""
+    lightning = [a for a in argv if a.startswith(LIGHTNING_ARGS)]
+    return os.environ[STAGE_ENV], [*json.loads(os.environ.get(OVERRIDES_ENV, "[]")), *lightning]
 
 
 def check_group_choices(overrides: list[str]) -> None:
@@ -90,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
-    stage, overrides = argv[0], argv[1:]
-    if stage not in (*STAGES, *OPTIONAL, "reproduce"):
+    stage, overrides = other_rank_command(argv) if is_other_rank() else (argv[0], argv[1:])
+    if stage not in STAGE_NAMES:
         print(f"error: unknown stage {stage!r}: use one of {', '.join((*STAGES, *OPTIONAL))}, reproduce",
               file=sys.stderr)
         return 2

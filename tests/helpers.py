@@ -19,11 +19,14 @@ def identity_sae(d: int) -> SparseAutoencoder:
 
 
 class KillAtStep(Callback):
-    """SIGKILL the training process when it reaches `step`: no cleanup, as when a job is preempted."""
+    """SIGKILL the training process when it reaches `step`: no cleanup, as when a job is preempted. `group`:
+    the whole process group (every DDP rank at once, as SLURM does; start the command in a new session)."""
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, group: bool = False):
+        self.step, self.group = step, group
 
     def on_train_batch_start(self, trainer, *_):
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and trainer.global_rank == 0:
+            if self.group:
+                os.killpg(os.getpgid(0), signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)

@@ -4,9 +4,11 @@ Writes `sae/` (SAELens format, input scaling folded in, feature stats in sparsit
 (held-out evaluation), `density.png`, and `train_log.csv` with the logged metrics. Lightning checkpoints live in
 a work directory beside the artifact until the run finishes, so `resume=true` continues a killed run exactly."""
 
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import datasets
@@ -23,7 +25,7 @@ from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
 from reasoning_sae.train.config import TrainConfig
 from reasoning_sae.train.evaluate import density_histogram, evaluate_sae
 from reasoning_sae.train.module import SAEModule
-from reasoning_sae.train.store import ActivationDataModule
+from reasoning_sae.train.store import ActivationDataModule, rank_batch_size, shard_bounds
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("model", "data", "sae", "trainer")
@@ -89,44 +91,75 @@ def load_init(path: str, sae_cfg: SAEConfig) -> SparseAutoencoder:
     return sae
 
 
-def build(cfg: DictConfig, out: Path, work: Path) -> dict:
+def make_trainer(cfg: DictConfig, tc: TrainConfig, work: Path, logger):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    every = tc.checkpoint_every or max(1, tc.total_steps // 5)
+    checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=every, save_last=True,
+                                 save_top_k=1, monitor=None)
+    return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_steps=tc.total_steps,
+                     max_epochs=-1, gradient_clip_val=tc.grad_clip or None, gradient_clip_algorithm="norm",
+                     log_every_n_steps=tc.log_every, callbacks=[checkpoint, *map(instantiate, cfg.callbacks)],
+                     enable_model_summary=False, logger=logger, default_root_dir=str(work), num_sanity_val_steps=0)
+
+
+@contextlib.contextmanager
+def one_process_group():
+    """Leave no DDP state behind a fit: Lightning keeps the process group and the LOCAL_RANK, MASTER_PORT, ...
+    it exported, and the next job of a Hydra multirun (same process) would reuse them instead of starting ranks."""
+    environ = dict(os.environ)
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def check_world(tc: TrainConfig, world: int, n_sequences: int) -> None:
+    """sae.batch_size_tokens is the global batch: it must split evenly over the ranks, and each rank needs a shard."""
+    if world > n_sequences:
+        raise UserError(f"{world} DDP ranks but only {n_sequences} training sequences to shard: use at most "
+                        f"{n_sequences} devices (trainer.devices) or a larger corpus (data.*.rows)")
+    if tc.batch_size_tokens % world:
+        raise UserError(f"sae.batch_size_tokens={tc.batch_size_tokens} does not split over {world} DDP ranks: "
+                        f"make it a multiple of {world}")
+
+
+def build(cfg: DictConfig, out: Path, work: Path) -> dict:
     tc = TrainConfig.from_mapping(OmegaConf.to_container(cfg.sae, resolve=True))
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
     if mc.layer is None:
         raise UserError("model.layer is not set: choose the layer whose residual stream the SAE reads")
-    lm = load_lm(mc)
-    hook = resid_post(mc.layer)
-    lm.hook_point(hook)  # layer range check
     token_ids = np.asarray(datasets.load_from_disk(str(corpus_dir(cfg) / "train"))["input_ids"], dtype=np.int64)
     n_eval = min(tc.eval_sequences, len(token_ids) // 10)
     train_ids, eval_ids = token_ids[: len(token_ids) - n_eval], token_ids[len(token_ids) - n_eval :]
+    logger = make_logger(cfg, work, run_name(cfg))
+    trainer = make_trainer(cfg, tc, work, logger)
+    world = trainer.world_size
+    check_world(tc, world, len(train_ids))
+    lm = load_lm(mc)
+    hook = resid_post(mc.layer)
+    lm.hook_point(hook)  # layer range check
     metadata = {"model_name": mc.name, "model_revision": mc.revision, "hook_name": hook, "hook_layer": mc.layer,
                 "hook_head_index": None, "prepend_bos": bool(cfg.data.prepend_bos), "context_size": cfg.data.context_size,
                 "dataset_path": str(corpus_dir(cfg) / "train"), "exclude_special_tokens": list(mc.ignore_token_ids),
-                "init": tc.init, "sae_lens_training_version": None}
+                "init": tc.init, "sae_lens_training_version": None, "world_size": world,
+                "batch_size_tokens": tc.batch_size_tokens, "batch_size_tokens_per_rank": rank_batch_size(
+                    tc.batch_size_tokens, world), "rank_shards": shard_bounds(len(train_ids), world)}
     torch.manual_seed(tc.seed)
     module = SAEModule(build_sae(tc, lm.d_model, metadata), tc)
     datamodule = ActivationDataModule(lm, train_ids, hook, tc.batch_size_tokens, tc.n_batches_in_buffer,
                                       tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
                                       cache_path=work / "activations.npy" if cfg.activation_cache else None)
-    logger = make_logger(cfg, work, run_name(cfg))
-    every = tc.checkpoint_every or max(1, tc.total_steps // 5)
-    checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=every, save_last=True,
-                                 save_top_k=1, monitor=None)
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_steps=tc.total_steps,
-                        max_epochs=-1, gradient_clip_val=tc.grad_clip or None, gradient_clip_algorithm="norm",
-                        log_every_n_steps=tc.log_every, callbacks=[checkpoint, *map(instantiate, cfg.callbacks)],
-                        enable_model_summary=False,
-                        logger=logger, default_root_dir=str(work),
-                        num_sanity_val_steps=0)
     last = work / "checkpoints" / "last.ckpt"
     resume = cfg.resume and last.is_file()
-    log.info("training %s on %s: %d steps of %d vectors%s", tc.architecture, hook, tc.total_steps,
-             tc.batch_size_tokens, f", resuming from {last}" if resume else "")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    log.info("training %s on %s: %d steps of %d vectors (%d rank(s))%s", tc.architecture, hook, tc.total_steps,
+             tc.batch_size_tokens, world, f", resuming from {last}" if resume else "")
+    with one_process_group():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     summary = finish(cfg, module, lm, eval_ids, mc, tc, out, work, hook) if trainer.global_rank == 0 else {}
     if logger:
         logger.log_metrics({f"eval/{k}": v for k, v in summary.items()}, step=tc.total_steps)
@@ -155,8 +188,14 @@ def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path,
 
 
 def run(cfg: DictConfig) -> Path:
+    from lightning.pytorch.utilities import rank_zero_only
+
     ins = inputs(cfg)
     work = output_dir(cfg, "train").with_name(f".train-work-{fingerprint(cfg, CONFIG_KEYS, ins)[:16]}")
+    if rank_zero_only.rank != 0:  # another DDP rank of rank 0's run: it trains, rank 0 alone writes the artifact
+        with tempfile.TemporaryDirectory() as scratch:
+            build(cfg, Path(scratch), work)
+        return output_dir(cfg, "train")
 
     def build_and_clean(out: Path) -> dict:
         summary = build(cfg, out, work)

@@ -84,15 +84,21 @@ class SAEModule(L.LightningModule):
 
     @torch.no_grad()
     def _update_feature_stats(self, feats_BF: torch.Tensor) -> None:
-        fired_BF = feats_BF > 0
-        fired_F = fired_BF.sum(0).float()
+        # Under DDP the statistics are of the global batch, identical on every rank: DDP broadcasts rank 0's
+        # buffers before each step anyway, and rank 0 alone exports the SAE and writes checkpoints.
+        fired_F = (feats_BF > 0).sum(0).float()
+        max_F = feats_BF.max(0).values
+        n_tokens = torch.tensor(feats_BF.shape[0], device=feats_BF.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for tensor, op in ((fired_F, "SUM"), (max_F, "MAX"), (n_tokens, "SUM")):
+                torch.distributed.all_reduce(tensor, op=getattr(torch.distributed.ReduceOp, op))
         self.steps_since_fired_F += 1
         self.steps_since_fired_F[fired_F > 0] = 0
         self.window_fired_F += fired_F
         self.total_fired_F += fired_F
-        self.window_tokens += feats_BF.shape[0]
-        self.tokens_seen += feats_BF.shape[0]
-        torch.maximum(self.max_act_F, feats_BF.max(0).values, out=self.max_act_F)
+        self.window_tokens += n_tokens
+        self.tokens_seen += n_tokens
+        torch.maximum(self.max_act_F, max_F, out=self.max_act_F)
 
     @torch.no_grad()
     def _metrics(self, x_BD, out, step: int) -> dict[str, float]:

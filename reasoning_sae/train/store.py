@@ -155,8 +155,20 @@ class BufferDataModule(L.LightningDataModule):
         return torch.cat([self.buffer.ready, self.buffer.kept]).float().norm(dim=-1).mean().item()
 
 
+def shard_bounds(n_sequences: int, world: int) -> list[tuple[int, int]]:
+    """The contiguous, disjoint [start, end) sequence range of each DDP rank (sizes differ by at most one)."""
+    edges = np.cumsum([0, *(len(part) for part in np.array_split(np.arange(n_sequences), world))])
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def rank_batch_size(batch_size: int, world: int) -> int:
+    """Each rank's share of a global batch of activation vectors."""
+    return batch_size // world
+
+
 class ActivationDataModule(BufferDataModule):
-    """Each DDP rank streams its own contiguous shard of the corpus; the buffer state is checkpointed."""
+    """Each DDP rank streams its own contiguous shard of the corpus and serves its share of the global batch;
+    every rank's buffer state goes into the checkpoint (which rank 0 writes) and each rank restores its own."""
 
     def __init__(self, lm: LanguageModel, token_ids: np.ndarray, hook: str, batch_size: int, n_batches_in_buffer: int,
                  store_batch_sequences: int, ignore_token_ids, seed: int, cache_path: Path | None = None):
@@ -168,13 +180,17 @@ class ActivationDataModule(BufferDataModule):
         self.buffer: MixingBuffer | None = None
         self._pending_state: dict | None = None
 
+    def _rank_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
     def setup(self, stage: str | None = None) -> None:
         if self.buffer is not None:
             return
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        rank, world = self._rank_world()
         if self.trainer and self.trainer.strategy.root_device != self.lm.device:  # a DDP rank: its own GPU
             self.lm.model.to(self.trainer.strategy.root_device)
-        shard = np.array_split(self.token_ids, world)[rank]
+        start, end = shard_bounds(len(self.token_ids), world)[rank]
+        shard = self.token_ids[start:end]
         source = LMSource(self.lm, shard, self.hook, self.ignore_token_ids, self.store_batch_sequences)
         if self.cache_path is not None:
             path = self.cache_path.with_name(f"{self.cache_path.stem}-rank{rank}of{world}.npy")
@@ -182,16 +198,31 @@ class ActivationDataModule(BufferDataModule):
                 log.info("writing activation cache %s", path)
                 write_cache(source, path)
             source = CacheSource(path, chunk=self.store_batch_sequences * shard.shape[1])
-        self.buffer = MixingBuffer(source, self.batch_size, self.n_batches_in_buffer, self.seed + rank)
+        batch = rank_batch_size(self.batch_size, world)
+        self.buffer = MixingBuffer(source, batch, self.n_batches_in_buffer, self.seed + rank)
         if self._pending_state is not None:
             self.buffer.load_state_dict(self._pending_state, self.lm.device)
             self._pending_state = None
 
-
     def state_dict(self) -> dict:
-        return {} if self.buffer is None else self.buffer.state_dict()
+        # Lightning asks every rank for this while saving a checkpoint and writes rank 0's: gather them all there.
+        state = {} if self.buffer is None else self.buffer.state_dict()
+        rank, world = self._rank_world()
+        if world == 1 or not torch.distributed.is_initialized():
+            return state
+        states = [None] * world
+        torch.distributed.all_gather_object(states, state)
+        return {"world_size": world, "ranks": states}
 
     def load_state_dict(self, state: dict) -> None:
+        if "ranks" in state:
+            rank, world = self._rank_world()
+            if state["world_size"] != world:
+                from reasoning_sae.errors import UserError
+
+                raise UserError(f"the checkpoint was written by {state['world_size']} DDP ranks, this run has {world}: "
+                                f"resume with the same trainer.devices (and trainer.num_nodes)")
+            state = state["ranks"][rank]
         if not state:
             return
         if self.buffer is None:
