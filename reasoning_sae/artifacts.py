@@ -7,6 +7,7 @@ keys, its inputs and the package version), git commit, lock-file hash, seeds and
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from reasoning_sae import __version__
 
 log = logging.getLogger(__name__)
 META = "meta.json"
+HUB_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "REASONING_SAE_CACHE", "XDG_CACHE_HOME")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -159,3 +161,61 @@ def run_stage(
         })
     log.info("%s: wrote %s in %.1f s", stage, out, time.time() - start)
     return out
+
+
+def sae_source(cfg: DictConfig):
+    """The `sae_source` of a run, validated (a SAESource)."""
+    from reasoning_sae.sae.source import SAESource
+
+    return SAESource.from_mapping(OmegaConf.to_container(cfg.sae_source, resolve=True))
+
+
+def run_sae(cfg: DictConfig):
+    """The SAE every stage after `train` reads (a FetchedSAE: folder, fingerprint, provenance), checked against the
+    model's width and layers before any model loads. Scores, f_max and dashboards belong to this SAE."""
+    source = sae_source(cfg)
+    train = None
+    if source.kind == "train":
+        upstream(cfg, "train", "sae")
+        train = str(stage_dir(cfg, "train"))
+    model = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)
+    env = json.dumps({k: os.environ.get(k) for k in HUB_ENV})  # where the HF and our caches are, and offline mode
+    return _fetch(json.dumps(OmegaConf.to_container(cfg.sae_source, resolve=True), sort_keys=True), model, train,
+                  path_fingerprint(train) if train else None, env)
+
+
+@functools.lru_cache(maxsize=8)
+def _fetch(source_json: str, model_json: str, train_dir: str | None, train_fingerprint: str | None, env: str):
+    """One resolution per process and SAE (a hub SAE is looked up once, not once per evaluate cell)."""
+    from reasoning_sae.models.config import model_config
+    from reasoning_sae.models.gguf import cache_root
+    from reasoning_sae.sae.source import FetchedSAE, SAESource, check_fits, fetch
+
+    source = SAESource.from_mapping(json.loads(source_json))
+    if train_dir:
+        path = Path(train_dir) / "sae"
+        fetched = FetchedSAE(path, train_fingerprint, {"kind": "train", "path": str(path)})
+    else:
+        fetched = fetch(source, cache_root())
+    check_fits(fetched.path, model_config(json.loads(model_json)), source.describe())
+    return fetched
+
+
+def sae_inputs(cfg: DictConfig) -> dict[str, str]:
+    """The run SAE as an input of a stage: its fingerprint changes exactly when the SAE does."""
+    return {"sae": run_sae(cfg).fingerprint}
+
+
+def load_f_max(cfg: DictConfig, sae_fingerprint: str) -> dict[int, float]:
+    """{feature id: f_max} of a finished interpret stage, for steering: only if it was measured on this SAE."""
+    from reasoning_sae.errors import UserError
+
+    path = stage_dir(cfg, "interpret")
+    if not (path / "f_max.json").is_file():
+        raise UserError(f"no f_max at {path / 'f_max.json'}: run the interpret stage first "
+                        f"(python -m reasoning_sae interpret)")
+    measured_on = json.loads((path / "sae.json").read_text()) if (path / "sae.json").is_file() else {}
+    if measured_on.get("fingerprint") != sae_fingerprint:
+        raise UserError(f"the interpret stage's f_max ({path}) was measured on another SAE than this run's "
+                        f"sae_source: rerun it (python -m reasoning_sae interpret with the same overrides)")
+    return {int(k): float(v) for k, v in json.loads((path / "f_max.json").read_text()).items()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import run_stage, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import load_f_max, run_sae, run_stage, sae_inputs, upstream, upstream_inputs, write_json
 from reasoning_sae.data.sources import load_source
 from reasoning_sae.errors import UserError
 from reasoning_sae.interpret.autointerp import (Prompt, describe_feature, generate, group_features, markdown_table,
@@ -22,17 +22,16 @@ from reasoning_sae.interpret.explainer import Explainer, endpoint
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.stages.corpus import source_configs
-from reasoning_sae.stages.interpret import load_f_max
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("autointerp", "model", "seed")
-UPSTREAM = {"corpus": "score", "train": "sae", "score": "top_features.json", "interpret": "f_max.json"}
+UPSTREAM = {"corpus": "score", "score": "top_features.json", "interpret": "f_max.json"}
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
     """Upstream fingerprints plus the explainer actually used (it may come from the environment; never the key)."""
     base_url, model = endpoint(cfg.autointerp.explainer)
-    return {**upstream_inputs(cfg, UPSTREAM), "explainer": f"{model} at {base_url}"}
+    return {**upstream_inputs(cfg, UPSTREAM), **sae_inputs(cfg), "explainer": f"{model} at {base_url}"}
 
 
 def select_features(cfg: DictConfig, d_sae: int) -> list[int]:
@@ -78,9 +77,10 @@ def build(cfg: DictConfig, out: Path) -> dict:
     ac = cfg.autointerp
     explainer = Explainer.from_config(OmegaConf.to_container(ac.explainer, resolve=True))  # fail before the model runs
     check_config(ac)
-    sae = SparseAutoencoder.load(upstream(cfg, "train", UPSTREAM["train"]))
+    fetched = run_sae(cfg)
+    sae = SparseAutoencoder.load(fetched.path)
     features = select_features(cfg, sae.d_sae)
-    f_max = load_f_max(cfg)
+    f_max = load_f_max(cfg, fetched.fingerprint)
     prompts = problems(cfg)
     lm = load_lm(model_config(OmegaConf.to_container(cfg.model, resolve=True)))
     settings = {"max_new_tokens": int(ac.max_new_tokens), "batch_size": ac.batch_size,

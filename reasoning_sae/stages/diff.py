@@ -1,7 +1,7 @@
 """The `diff` stage: stage-wise model diffing (paper Sec. 4.4, Fig. 4) and cross-layer matching (App. D.1, Table 3).
 
 Stage-wise: one SAE per trajectory (`S` from scratch, `SD` = S's SAE fine-tuned on stage D's model and data for
-30% of the tokens, ...); a feature of the main SAE (the train stage's) is present in a trajectory's SAE when its
+30% of the tokens, ...); a feature of the main SAE (the run's sae_source) is present in a trajectory's SAE when its
 decoder row has cosine >= diff.threshold with some decoder row there; reported for F_R and a chosen set.
 Cross-layer: the main SAE's F_R and random features are matched to the SAE of each other layer (Hungarian method on
 decoder cosines), then scored by the cosine of the pair's activations over the scoring corpus (Eq. 9) and classed
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import path_fingerprint, run_stage, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import path_fingerprint, run_sae, run_stage, sae_inputs, upstream, upstream_inputs, write_json
 from reasoning_sae.diff import matching
 from reasoning_sae.diff.activations import collect, pair_sums
 from reasoning_sae.diff.training import quality, train_sae
@@ -41,7 +41,7 @@ from reasoning_sae.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("diff", "model", "sae", "trainer", "seed")
-UPSTREAM = {"corpus": "", "train": "sae", "score": "top_features.json"}
+UPSTREAM = {"corpus": "", "score": "top_features.json"}
 PAPER_TRAJECTORIES = ("S", "SD", "SM", "SDF", "SMF")
 MATCH_COLUMNS = ["layer", "set", "feature", "partner", "decoder_cosine", "matching_score", "class"]
 PRESENCE_COLUMNS = ["trajectory", "name", "model", "source", "init_from", "fr_present", "fr_total", "fr_share",
@@ -69,7 +69,7 @@ def config_key(name: str) -> str:
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
-    ins = upstream_inputs(cfg, UPSTREAM)
+    ins = {**upstream_inputs(cfg, UPSTREAM), **sae_inputs(cfg)}
     for name, path in given_saes(cfg).items():
         if not (Path(path) / "cfg.json").is_file():
             raise UserError(f"{config_key(name)}={path} is not an SAE directory (no cfg.json): train it first (the "
@@ -312,7 +312,7 @@ def left_out(cfg: DictConfig, trained: dict, main_layer: int, layers: list[int],
 
 def build(cfg: DictConfig, out: Path) -> dict:
     dc = cfg.diff
-    main = SparseAutoencoder.load(upstream(cfg, "train", UPSTREAM["train"]))
+    main = SparseAutoencoder.load(run_sae(cfg).path)
     main_hook = main.hook_name()
     main_layer = parse_hook(main_hook, MAX_LAYERS).layer
     check(cfg, main_layer)

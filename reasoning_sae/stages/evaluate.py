@@ -16,12 +16,14 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae import __version__
-from reasoning_sae.artifacts import atomic_dir, path_fingerprint, run_stage, stage_dir, upstream, upstream_inputs
+from reasoning_sae.artifacts import (atomic_dir, load_f_max, path_fingerprint, run_sae, run_stage, sae_inputs, stage_dir,
+                                     upstream, upstream_inputs)
 from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.cells import Cell, cell_key, grid
 from reasoning_sae.evaluate.runner import evaluate_cell, load_cell
 from reasoning_sae.evaluate.tables import results_frame, table1, table2
 from reasoning_sae.models import model_config
+from reasoning_sae.sae.source import check_feature_ids
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("steering", "benchmark", "model", "seed")
@@ -39,12 +41,8 @@ def steering_features(cfg: DictConfig) -> list:
 
 
 def sae_path(cfg: DictConfig) -> Path:
-    if cfg.steering.sae:
-        path = Path(cfg.steering.sae).expanduser()
-        if not (path / "cfg.json").is_file():
-            raise UserError(f"steering.sae={path} is not an SAE directory (no cfg.json): give a SAELens-format folder")
-        return path
-    return upstream(cfg, "train", "sae")
+    """The run's SAE (sae_source): the one f_max was measured on."""
+    return run_sae(cfg).path
 
 
 def cells(cfg: DictConfig) -> list[Cell]:
@@ -59,8 +57,7 @@ def inputs(cfg: DictConfig, grid_cells: list[Cell]) -> dict[str, str]:
     """Fingerprints of what the cells read: vocab always, the SAE and f_max when steering."""
     found = upstream_inputs(cfg, {"vocab": "vocabulary.json"})
     if any(c.features for c in grid_cells):
-        # the train stage's fingerprint (config + inputs) names its SAE; a user's folder is fingerprinted as files
-        found["sae"] = path_fingerprint(sae_path(cfg) if cfg.steering.sae else stage_dir(cfg, "train"))
+        found.update(sae_inputs(cfg))
         if cfg.steering.f_max == "interpret":
             found.update(upstream_inputs(cfg, {"interpret": "f_max.json"}))
     return found
@@ -72,9 +69,7 @@ def f_max_for(cfg: DictConfig, features: tuple[int, ...]) -> list[float] | None:
     if source == "sae":
         return None
     if source == "interpret":
-        from reasoning_sae.stages.interpret import load_f_max
-
-        table = load_f_max(cfg)
+        table = load_f_max(cfg, run_sae(cfg).fingerprint)
         missing = [f for f in features if f not in table]
         if missing:
             raise UserError(f"the interpret stage has no f_max for features {missing}: add them to "
@@ -279,9 +274,7 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
             load_local(task, local)
     if any(c.features for c in grid_cells):
         d_sae = json.loads((sae_path(cfg) / "cfg.json").read_text())["d_sae"]
-        bad = sorted({f for c in grid_cells for f in c.features if not 0 <= f < d_sae})
-        if bad:
-            raise UserError(f"feature index out of range: {bad} (the SAE has {d_sae} features, 0-{d_sae - 1})")
+        check_feature_ids([f for c in grid_cells for f in c.features], d_sae, "steering.features")
     if bc.engine == "vllm":
         steer_layer(cfg, any(c.features for c in grid_cells))  # the SAE's hook names a layer of the model
 

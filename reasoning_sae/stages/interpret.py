@@ -13,20 +13,21 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import run_stage, stage_dir, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import run_sae, run_stage, sae_inputs, stage_dir, upstream, upstream_inputs, write_json
 from reasoning_sae.errors import UserError
 from reasoning_sae.interpret.features import feature_records
 from reasoning_sae.interpret.render import write_site
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
+from reasoning_sae.sae.source import check_feature_ids
 
 CONFIG_KEYS = ("interpret", "model", "seed")
-UPSTREAM = {"corpus": "score", "train": "sae", "score": "top_features.json"}
+UPSTREAM = {"corpus": "score", "score": "top_features.json"}
 SCORE_PARTS = ("reason_score", "share_pos", "share_neg", "mean_pos", "mean_neg", "entropy")
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
-    return upstream_inputs(cfg, UPSTREAM)
+    return {**upstream_inputs(cfg, UPSTREAM), **sae_inputs(cfg)}
 
 
 def score_parts(table: pd.DataFrame, feature: int) -> dict:
@@ -56,7 +57,9 @@ def build(cfg: DictConfig, out: Path) -> dict:
     if not features:
         raise UserError("F_R is empty and interpret.extra_features names no feature: nothing to interpret "
                         "(lower score.q or set score.top_k)")
-    sae = SparseAutoencoder.load(upstream(cfg, "train", UPSTREAM["train"]))
+    fetched = run_sae(cfg)
+    sae = SparseAutoencoder.load(fetched.path)
+    check_feature_ids(features, sae.d_sae, "interpret.extra_features")
     corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", UPSTREAM["corpus"])))
     token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)
     if ic.sequences:
@@ -73,6 +76,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
     write_json(out / "features.json", {str(f): compact(r) for f, r in records.items()})
     (out / "contexts.json").write_text(json.dumps({str(f): r["top_contexts"] for f, r in records.items()}))
     write_json(out / "f_max.json", {str(f): r["f_max"] for f, r in records.items()})
+    write_json(out / "sae.json", {**fetched.provenance, "fingerprint": fetched.fingerprint})
     meta = {"title": f"Reasoning features · {cfg.experiment_name}", "model": mc.name, "hook": sae.hook_name(),
             "experiment": cfg.experiment_name, "tokens": int(token_ids.size)}
     write_site(records, out, meta)
@@ -84,10 +88,3 @@ def build(cfg: DictConfig, out: Path) -> dict:
 def run(cfg: DictConfig) -> Path:
     return run_stage(cfg, "interpret", CONFIG_KEYS, inputs(cfg), lambda out: build(cfg, out))
 
-
-def load_f_max(cfg: DictConfig) -> dict[int, float]:
-    """{feature id: f_max} of a finished interpret stage, for steering."""
-    path = stage_dir(cfg, "interpret") / "f_max.json"
-    if not path.is_file():
-        raise UserError(f"no f_max at {path}: run the interpret stage first (python -m reasoning_sae interpret)")
-    return {int(k): float(v) for k, v in json.loads(path.read_text()).items()}

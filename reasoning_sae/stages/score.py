@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import run_stage, stage_dir, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import run_sae, run_stage, sae_inputs, stage_dir, upstream, upstream_inputs, write_json
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
@@ -18,11 +18,11 @@ from reasoning_sae.score.reasonscore import reason_scores, top_features
 from reasoning_sae.vocab.vocabulary import load_vocabulary
 
 CONFIG_KEYS = ("score", "model")
-UPSTREAM = {"corpus": "score", "train": "sae", "vocab": "vocabulary.json"}
+UPSTREAM = {"corpus": "score", "vocab": "vocabulary.json"}
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
-    return upstream_inputs(cfg, UPSTREAM)
+    return {**upstream_inputs(cfg, UPSTREAM), **sae_inputs(cfg)}
 
 
 def build(cfg: DictConfig, out: Path) -> dict:
@@ -30,7 +30,8 @@ def build(cfg: DictConfig, out: Path) -> dict:
     if sc.q is not None and not 0 < sc.q < 1:
         raise UserError(f"score.q={sc.q} must lie strictly between 0 and 1 (the paper: 0.997)")
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
-    sae = SparseAutoencoder.load(upstream(cfg, "train", UPSTREAM["train"]))
+    fetched = run_sae(cfg)
+    sae = SparseAutoencoder.load(fetched.path)
     vocabulary = load_vocabulary(upstream(cfg, "vocab", UPSTREAM["vocab"]))
     corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", UPSTREAM["corpus"])))
     token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)
@@ -44,7 +45,8 @@ def build(cfg: DictConfig, out: Path) -> dict:
     table.to_parquet(out / "scores.parquet")
     threshold = float(table["reason_score"].quantile(sc.q)) if sc.q is not None else None
     write_json(out / "top_features.json", {"features": features, "q": sc.q, "top_k": sc.top_k, "tau": threshold,
-                                           "hook": sae.hook_name(), "vocabulary": list(vocabulary)})
+                                           "hook": sae.hook_name(), "vocabulary": list(vocabulary),
+                                           "sae": {**fetched.provenance, "fingerprint": fetched.fingerprint}})
     write_json(out / "counts.json", {"tokens": int(token_ids.size), **table.attrs})
     best = table.loc[features[:5], "reason_score"]
     return {"features_scored": len(table), "top_features": len(features), "tau": threshold,

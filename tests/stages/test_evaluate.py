@@ -67,7 +67,7 @@ def test_a_multirun_job_writes_its_own_table_and_shares_cells(pipeline, tmp_path
 
 BAD = [
     ("benchmark.tasks=[no_such_task]", "unknown benchmark task 'no_such_task'"),
-    ("steering.features=[64]", r"feature index out of range: \[64\]"),
+    ("steering.features=[64]", r"steering.features names features \[64\] but the SAE has 64"),
     ("steering.gammas=[inf]", "steering.gammas must be finite"),
     ("steering.gammas=[strong]", "steering.gammas must be finite"),
     ("benchmark.engine=tpu", "unknown benchmark.engine 'tpu'"),
@@ -89,15 +89,15 @@ def test_bad_input_writes_nothing(pipeline, tmp_path):
 
 @pytest.fixture
 def vocab_only(compose, tiny_llama_dir, tmp_path):
-    """A run with the corpus and vocab stages done and a user SAE (steering.sae, f_max a number): enough for the
+    """A run with the corpus and vocab stages done and a user SAE (sae_source=local, f_max a number): enough for the
     evaluate stage's validation, cell keys and engine arguments, with no model loaded."""
     from tests.steering.test_hook import random_sae
 
     sae = random_sae(d_in=32, d_sae=16)
     sae.cfg.metadata["hook_name"] = "blocks.1.hook_resid_post"  # not model.layer (2): the SAE's layer wins
     sae.save(tmp_path / "user_sae")
-    base = (*tiny(tiny_llama_dir), f"steering.sae={tmp_path / 'user_sae'}", "steering.features=[3]",
-            "steering.f_max=2.0", "benchmark.word_ban.seeds=[0]")
+    base = (*tiny(tiny_llama_dir), "sae_source=local", f"sae_source.path={tmp_path / 'user_sae'}",
+            "steering.features=[3]", "steering.f_max=2.0", "benchmark.word_ban.seeds=[0]")
     for stage in (corpus, vocab):
         stage.run(compose(stage.__name__.rsplit(".", 1)[-1], base))
     return lambda *extra: compose("evaluate", (*base, *extra))
@@ -148,8 +148,8 @@ def test_vllm_settings_fail_fast_in_one_line(vocab_only, monkeypatch, tmp_path):
     sae.save(tmp_path / "pre_sae")
     for overrides, message in [
         (("benchmark.max_model_len=6",), r"benchmark.max_model_len=6 leaves no room for the prompt"),
-        ((f"steering.sae={tmp_path / 'pre_sae'}",), r"engine=vllm steers blocks.L.hook_resid_post, not the SAE's "
-                                                   r"blocks.1.hook_resid_pre: use benchmark.engine=hf"),
+        (("sae_source=local", f"sae_source.path={tmp_path / 'pre_sae'}"),
+         r"engine=vllm steers blocks.L.hook_resid_post, not the SAE's blocks.1.hook_resid_pre: use benchmark.engine=hf"),
     ]:
         cfg = vocab_only("benchmark.engine=vllm", *overrides)
         with pytest.raises(UserError, match=message):

@@ -57,6 +57,6 @@ def test_interpret_needs_the_score_stage(compose, tiny_llama_dir):
 
 def test_bad_extra_feature_writes_nothing(compose, tiny_llama_dir):
     cfg = _pipeline(compose, tiny_llama_dir, "interpret.extra_features=[64]")
-    with pytest.raises(UserError, match=r"feature ids \[64\] are outside the SAE's 0..63"):
+    with pytest.raises(UserError, match=r"interpret.extra_features names features \[64\] but the SAE has 64 \(0..63\)"):
         interpret.run(cfg)
     assert not (Path(cfg.paths.artifacts) / "demo" / "interpret").exists()
