@@ -35,9 +35,23 @@ def run_stage(stage: str, cfg):
     return importlib.import_module(f"reasoning_sae.stages.{stage}").run(cfg)
 
 
+def skipped(cfg) -> dict[str, str]:
+    """Stages reproduce leaves out, with the reason."""
+    unknown = sorted(set(cfg.skip_stages) - set(STAGES))
+    if unknown:
+        raise UserError(f"skip_stages names {unknown}, which are not stages: use some of {', '.join(STAGES)}")
+    reasons = {stage: "skip_stages" for stage in cfg.skip_stages}
+    if cfg.sae_source.kind != "train":
+        reasons["train"] = f"sae_source={cfg.sae_source.kind}: no SAE of this run is trained"
+    return reasons
+
+
 def reproduce(cfg) -> None:
-    timings = []
+    timings, leave_out = [], skipped(cfg)
     for stage in STAGES:
+        if stage in leave_out:
+            log.info("reproduce: %s left out (%s)", stage, leave_out[stage])
+            continue
         start = time.time()
         run_stage(stage, cfg)
         timings.append((stage, time.time() - start))

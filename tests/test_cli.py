@@ -61,3 +61,18 @@ def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
                            capture_output=True, text=True)
     assert group.returncode == 2 and len(group.stderr.splitlines()) == 1
     assert group.stderr.startswith("error: unknown model 'smollm3': use one of deepseek-r1-distill-llama-8b")
+
+
+def test_reproduce_leaves_out_training_for_a_given_sae_and_the_stages_asked(compose):
+    import pytest
+
+    from reasoning_sae.cli import skipped
+    from reasoning_sae.errors import UserError
+
+    assert skipped(compose("reproduce", ())) == {}
+    released = skipped(compose("reproduce", ("experiment=paper_released",)))
+    assert set(released) == {"train", "diff"}
+    assert skipped(compose("reproduce", ("sae_source=local", "sae_source.path=/x")))["train"].startswith(
+        "sae_source=local")
+    with pytest.raises(UserError, match=r"skip_stages names \['trian'\], which are not stages"):
+        skipped(compose("reproduce", ("skip_stages=[trian]",)))

@@ -49,10 +49,22 @@ def test_paper_sae_is_65536_latents_on_layer_19(compose):
     assert compose("train", ("trainer=ddp",)).trainer.strategy == "ddp"
 
 
+def test_paper_released_steers_the_paper_ids_on_the_authors_sae(compose):
+    cfg = compose("reproduce", ("experiment=paper_released",))
+    assert cfg.experiment_name == "paper_released" and cfg.model.name == "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"
+    assert (cfg.sae_source.kind, cfg.sae_source.repo_id, cfg.sae_source.subfolder) == (
+        "hub", "andreuka18/deepseek-r1-distill-llama-8b-lmsys-openthoughts", "blocks.19.hook_resid_post")
+    assert list(cfg.steering.features) == [3942, 4395, 16441, 16778, 25953, 46691, 61104]
+    assert set(cfg.steering.features) <= set(cfg.interpret.extra_features)
+    assert set(cfg.skip_stages) == {"train", "diff"} and not cfg.data.train_mix and cfg.benchmark.engine == "vllm"
+    panels = [f for panel in cfg.figures.interfaces.values() for f in panel]
+    assert set(panels) <= set(cfg.interpret.extra_features) and len(panels) == 20
+
+
 def test_paper_evaluation_is_table_1(compose):
     cfg = compose("evaluate", ("experiment=paper",))
     assert list(cfg.benchmark.tasks) == ["aime24_nofigures", "math500", "gpqa_diamond_openai"]
     assert cfg.benchmark.repeats == 4 and cfg.benchmark.max_gen_toks == 32768 and cfg.benchmark.engine == "vllm"
-    assert 61104 in cfg.steering.features and list(cfg.steering.gammas) == [2.0]
-    assert list(cfg.interpret.extra_features) == list(cfg.steering.features)
+    assert cfg.steering.features == "top" and cfg.steering.top_n == 7 and list(cfg.steering.gammas) == [2.0]
+    assert cfg.sae_source.kind == "train" and cfg.figures.paper
     assert len(cfg.benchmark.word_ban.seeds) == 10  # Table 2: random words, mean of 10

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from reasoning_sae.figures import diffing, examples, groups, interfaces, scores, steering, vocabulary
-from reasoning_sae.figures.common import Artifacts, Item
+from reasoning_sae.figures.common import Artifacts, Item, paper_run
 from reasoning_sae.figures.report import render
 
 # One function per paper figure or table (a few return several items: the interface panels, Tables 5-9).
@@ -35,7 +35,9 @@ def build_all(art: Artifacts, out: Path, opts: DictConfig) -> list[Item]:
         items += made if isinstance(made, list) else [made]
     items.sort(key=paper_order)
     (out / "items.json").write_text(json.dumps([i.to_dict() for i in items], indent=1, default=str) + "\n")
-    (out / "REPORT.md").write_text(render(art, items))
+    run = paper_run(art, bool(opts.get("paper", False)))
+    (out / "run.json").write_text(json.dumps(run._asdict(), indent=1) + "\n")
+    (out / "REPORT.md").write_text(render(art, items, run))
     return items
 
 

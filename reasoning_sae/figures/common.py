@@ -9,7 +9,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import yaml
@@ -166,3 +166,40 @@ def parse_markdown_table(text: str) -> pd.DataFrame:
 
     header, body = cells(rows[0]), [cells(r) for r in rows[2:]]
     return pd.DataFrame(body, columns=header)
+
+
+PAPER_MODEL_ID = "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"
+
+
+class PaperRun(NamedTuple):
+    """How a run's numbers relate to the paper's (written as run.json beside the figures, read by verify)."""
+
+    paper_experiment: bool
+    """The run is a paper experiment (figures.paper): the paper's configuration."""
+    miniature: bool
+    """A paper experiment on another model at small sizes: every stage runs, no number is comparable."""
+    compare: bool
+    """Compare with the paper's numbers (a paper experiment on the paper's model)."""
+    feature_ids: bool
+    """Compare feature by feature: the SAE is the authors' release, whose ids the paper names."""
+    model: str
+    """The model the run used."""
+    sae: dict
+    """The run SAE's provenance (score stage)."""
+
+
+def paper_run(art: "Artifacts", paper_experiment: bool) -> PaperRun:
+    from reasoning_sae.sae.source import SAESource
+
+    model = art.config("score").get("model", {}).get("name", "unknown")
+    sae = art.json("score", "top_features.json").get("sae", {"kind": "train"}) if art.has("score") else {}
+    source = SAESource(**{k: sae.get(k) for k in ("kind", "path", "repo_id", "subfolder", "release", "sae_id")
+                          if sae.get(k) is not None})
+    compare = paper_experiment and model == PAPER_MODEL_ID
+    return PaperRun(paper_experiment, paper_experiment and not compare, compare,
+                    compare and source.is_paper_release(), model, sae)
+
+
+def load_paper_run(built: Path) -> PaperRun | None:
+    path = built / "run.json"
+    return PaperRun(**json.loads(path.read_text())) if path.is_file() else None

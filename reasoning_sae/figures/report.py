@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader
 
-from reasoning_sae.figures.common import Artifacts, Item, fmt, markdown
+from reasoning_sae.figures.common import Artifacts, Item, PaperRun, fmt, markdown
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAPER_MODEL = "DeepSeek-R1-Distill-Llama-8B"
@@ -84,7 +84,9 @@ def ours_text(item: Item) -> str:
 def setup(art: Artifacts) -> dict:
     """Experiment, model, SAE and scale, from the artifacts' configs and metadata."""
     score_cfg, eval_cfg = art.config("score"), art.config("evaluate")
-    sae_cfg_path = art.root / "train" / "sae" / "cfg.json"
+    top = art.json("score", "top_features.json") if art.has("score", "top_features.json") else {}
+    source = top.get("sae", {"kind": "train", "path": str(art.root / "train" / "sae")})
+    sae_cfg_path = Path(source.get("path") or art.root / "train" / "sae") / "cfg.json"
     sae = json.loads(sae_cfg_path.read_text()) if sae_cfg_path.is_file() else {}
     train = json.loads((art.root / "train" / "metrics.json").read_text()) \
         if (art.root / "train" / "metrics.json").is_file() else {}
@@ -100,8 +102,19 @@ def setup(art: Artifacts) -> dict:
         "scoring_tokens": counts.get("tokens"),
         "tasks": bench.get("tasks", []), "limit": bench.get("limit"), "repeats": bench.get("repeats"),
         "max_gen_toks": bench.get("max_gen_toks"), "gammas": steering.get("gammas"), "mode": steering.get("mode"),
+        "sae_source": sae_text(source),
         "data": ", ".join(str(s.get("path")) for s in score_cfg.get("data", {}).get("sources", {}).values()),
     }
+
+
+def sae_text(source: dict) -> str:
+    kind = source.get("kind", "train")
+    if kind == "hub":
+        return (f"{source['repo_id']}/{source.get('subfolder') or ''} at commit {source.get('commit', '?')[:12]} "
+                f"(hub)")
+    if kind == "sae_lens":
+        return f"SAELens {source['release']} / {source['sae_id']}"
+    return "trained here (train stage)" if kind == "train" else f"{source.get('path')} (local)"
 
 
 def provenance(art: Artifacts) -> list[dict]:
@@ -121,11 +134,11 @@ def sae_quality() -> str:
             f"{data['settings']['d_sae']:,} latents on d_model {data['settings']['d_in']:,}")
 
 
-def render(art: Artifacts, items: list[Item]) -> str:
+def render(art: Artifacts, items: list[Item], run: PaperRun) -> str:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
                       keep_trailing_newline=True)
     entries = [{"item": i, "ours": ours_text(i), "paper": paper_side(i.key)} for i in items]
     return env.get_template("REPORT.md.j2").render(
-        experiment=art.experiment, is_paper=art.experiment == "paper", setup=setup(art), entries=entries,
+        experiment=art.experiment, is_paper=run.compare, run=run, setup=setup(art), entries=entries,
         provenance=provenance(art), paper_model=PAPER_MODEL, sae_quality=sae_quality(),
         created=time.strftime("%Y-%m-%d %H:%M"), has_expected=expected("table1") is not None)

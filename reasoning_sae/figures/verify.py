@@ -20,7 +20,7 @@ from reasoning_sae.errors import UserError
 from reasoning_sae.figures import diffing, paper_checks
 from reasoning_sae.figures.build import load_items
 from reasoning_sae.figures.cells import candidates, cell_metrics, find_cell, samples
-from reasoning_sae.figures.common import NOT_RUN, Artifacts, Item, fmt, parse_markdown_table
+from reasoning_sae.figures.common import NOT_RUN, Artifacts, Item, fmt, load_paper_run, parse_markdown_table
 from reasoning_sae.figures.examples import OMITTED, first_response
 from reasoning_sae.figures.scores import fig6_numbers
 from reasoning_sae.figures.steering import TEXT_COLUMNS, results, table1_numbers, table2_numbers
@@ -253,8 +253,11 @@ def verify(artifacts: Path, paper: Path | None = None, against_paper: bool | Non
     check_data(res, art, built, items)
     check_optional(res, art, roots, items)
     check_examples(res, art, roots, items)
-    if against_paper if against_paper is not None else art.experiment == "paper":
-        paper_checks.compare(res, art, items)
+    run = load_paper_run(built)
+    if against_paper if against_paper is not None else bool(run and run.compare):
+        paper_checks.compare(res, art, items, feature_ids=against_paper or run.feature_ids)
+    elif run and run.miniature:
+        res.notes.append(f"a miniature of the paper run on {run.model}: its numbers are not compared with the paper's")
     else:
         res.notes.append("no paper comparison: the model and data differ from the paper's")
     return res

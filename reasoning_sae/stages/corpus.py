@@ -111,12 +111,15 @@ def build(cfg: DictConfig, out: Path) -> dict:
     sources = source_configs(data)
     if data.scoring.source not in sources:
         raise UserError(f"data.scoring.source={data.scoring.source!r} is not one of the sources {sorted(sources)}")
-    rows = {name: load_source(src) for name, src in sources.items()}
+    mixed = sources if data.get("train_mix", True) else {}  # only the scoring source is read otherwise
+    rows = {name: load_source(src) for name, src in {**mixed, data.scoring.source: sources[data.scoring.source]}.items()}
     packed = {name: pack_texts(as_texts(rows[name], src, model_cfg.chat_format, tokenizer), f"pack {name}")
-              for name, src in sources.items()}
-    train = training_mix(packed, {n: s.fraction for n, s in sources.items()}, data.context_size,
-                         data.training_tokens, data.shuffle_seed)
-    train.save_to_disk(str(out / "train"))
+              for name, src in mixed.items()}
+    train = None
+    if mixed:
+        train = training_mix(packed, {n: s.fraction for n, s in sources.items()}, data.context_size,
+                             data.training_tokens, data.shuffle_seed)
+        train.save_to_disk(str(out / "train"))
 
     scoring_src = sources[data.scoring.source]
     subset = stratified_subset(rows[data.scoring.source], data.scoring.docs, data.scoring.shuffle_seed)
@@ -130,9 +133,9 @@ def build(cfg: DictConfig, out: Path) -> dict:
         pairs.to_parquet(str(out / "pairs.parquet"))
     return {
         "context_size": data.context_size,
-        "train_sequences": len(train),
-        "train_tokens": len(train) * data.context_size,
-        "train_sequences_by_source": dict(Counter(train["source"])),
+        "train_sequences": len(train) if train else 0,
+        "train_tokens": len(train) * data.context_size if train else 0,
+        "train_sequences_by_source": dict(Counter(train["source"])) if train else {},
         "available_sequences_by_source": {name: len(p) for name, p in packed.items()},
         "score_sequences": len(score),
         "score_tokens": len(score) * data.context_size,

@@ -46,7 +46,8 @@ def build(cfg: DictConfig, out: Path) -> dict:
     threshold = float(table["reason_score"].quantile(sc.q)) if sc.q is not None else None
     write_json(out / "top_features.json", {"features": features, "q": sc.q, "top_k": sc.top_k, "tau": threshold,
                                            "hook": sae.hook_name(), "vocabulary": list(vocabulary),
-                                           "sae": {**fetched.provenance, "fingerprint": fetched.fingerprint}})
+                                           "sae": {**fetched.provenance, "path": str(fetched.path),
+                                                   "fingerprint": fetched.fingerprint}})
     write_json(out / "counts.json", {"tokens": int(token_ids.size), **table.attrs})
     best = table.loc[features[:5], "reason_score"]
     return {"features_scored": len(table), "top_features": len(features), "tau": threshold,

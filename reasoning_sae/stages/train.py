@@ -36,7 +36,10 @@ def corpus_dir(cfg: DictConfig) -> Path:
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
-    ins = upstream_inputs(cfg, {"corpus": ""})
+    if (stage_dir(cfg, "corpus") / "meta.json").is_file() and not (stage_dir(cfg, "corpus") / "train").exists():
+        raise UserError("the corpus stage built no training mix (data.train_mix=false): rerun it with "
+                        "data.train_mix=true to train an SAE")
+    ins = upstream_inputs(cfg, {"corpus": "train"})
     if cfg.sae.get("init_from"):  # the starting weights are an input: a new one retrains
         ins["init_from"] = path_fingerprint(cfg.sae.init_from)
     return ins

@@ -13,6 +13,7 @@ from reasoning_sae.artifacts import write_json
 from reasoning_sae.evaluate.cells import Cell
 from reasoning_sae.evaluate.tables import results_frame
 from reasoning_sae.figures.verify import verify
+from reasoning_sae.figures.common import PAPER_MODEL_ID
 from reasoning_sae.stages import figures
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY
 
@@ -45,18 +46,23 @@ def vocab_stage(root: Path) -> None:
     (path / "vocabulary.json").write_text(json.dumps(list(DEFAULT_VOCABULARY)))
 
 
-def score_stage(root: Path) -> None:
+PAPER_SAE = {"kind": "hub", "repo_id": "andreuka18/deepseek-r1-distill-llama-8b-lmsys-openthoughts",
+             "subfolder": "blocks.19.hook_resid_post", "commit": "c0ffee" * 6 + "abcd"}
+
+
+def score_stage(root: Path, model: str = "tiny-model", sae: dict | None = None) -> None:
     rng = np.random.default_rng(0)
     scores = rng.normal(0, 1e-4, D_SAE)
     scores[F_R] = np.linspace(3e-3, 1e-3, len(F_R))
     table = pd.DataFrame({"reason_score": scores, "share_pos": np.abs(scores), "entropy": 0.5},
                          index=pd.Index(range(D_SAE), name="feature"))
     table["rank"] = table["reason_score"].rank(ascending=False, method="first").astype("int64")
-    config = {"model": {"name": "tiny-model"}, "data": {"sources": {"r": {"path": "demo:reasoning"}}}}
+    config = {"model": {"name": model}, "data": {"sources": {"r": {"path": "demo:reasoning"}}}}
     path = stage(root, "score", config)
     table.to_parquet(path / "scores.parquet")
     write_json(path / "top_features.json", {"features": F_R, "q": 0.85, "top_k": None, "tau": 9e-4,
-                                            "hook": "blocks.2.hook_resid_post", "vocabulary": list(DEFAULT_VOCABULARY)})
+                                            "hook": "blocks.2.hook_resid_post", "vocabulary": list(DEFAULT_VOCABULARY),
+                                            "sae": sae or {"kind": "train"}})
     write_json(path / "counts.json", {"tokens": 5000})
 
 
@@ -147,9 +153,11 @@ def optional_stages(root: Path) -> None:
     write_json(path / "summary.json", {"main": {"set": "random"}, "threshold": 0.7, "left_out": ["the M stages"]})
 
 
-def make_artifacts(root: Path, optional: bool = True, l0: float = 12.5, **evaluate) -> Path:
-    for build in (vocab_stage, score_stage, interpret_stage):
-        build(root)
+def make_artifacts(root: Path, optional: bool = True, l0: float = 12.5, model: str = "tiny-model",
+                   sae: dict | None = None, **evaluate) -> Path:
+    vocab_stage(root)
+    score_stage(root, model, sae)
+    interpret_stage(root)
     evaluate_stage(root, **evaluate)
     train = stage(root, "train")
     write_json(train / "metrics.json", {"metrics/l0": l0, "metrics/explained_variance": 0.685})
@@ -259,9 +267,12 @@ def test_paper_experiment_is_checked_against_the_paper(run_figures, tmp_path):
 
     rows = {row[0]: row[1:] for row in load_expected("table1")["table"]["rows"]}
     root = make_artifacts(tmp_path / "artifacts" / "paper", optional=False, l0=86.0, tasks=PAPER_TASKS, rows=rows,
-                          maj="maj@4")
-    run_figures("experiment_name=paper", "figures.examples=1")
-    assert "Not comparable" not in (tmp_path / "paper" / "REPORT.md").read_text()
+                          maj="maj@4", model=PAPER_MODEL_ID, sae=PAPER_SAE)
+    run_figures("experiment_name=paper", "figures.examples=1", "figures.paper=true")
+    report = (tmp_path / "paper" / "REPORT.md").read_text()
+    assert "Not comparable" not in report and "miniature" not in report and "Feature ids are this run's" not in report
+    assert "andreuka18/deepseek-r1-distill-llama-8b-lmsys-openthoughts/blocks.19.hook_resid_post at commit c0ffeec0ffee" \
+        in report
     row = next(line for line in (root / "figures" / "tables" / "table1.md").read_text().splitlines()
                if line.startswith("| #4395 γ=2 |"))
     assert row.startswith("| #4395 γ=2 | 56.7 |") and "| 14.7 |" in row and "| 95.4 |" in row  # tokens in K
@@ -276,3 +287,27 @@ def test_paper_experiment_is_checked_against_the_paper(run_figures, tmp_path):
     failures = verify(root, tmp_path / "paper").failures
     assert "Table 1 row 4395, math500_maj4: paper 95.4 ± 2.0, ours 90: outside the tolerance" in failures
     assert "headline abstract_accuracy (#4395, math500): paper 2.2 ± 2.0, ours -3.2: outside the tolerance" in failures
+
+
+def test_a_paper_run_on_its_own_sae_compares_no_feature_ids(run_figures, tmp_path):
+    from reasoning_sae.paper_expected import load_expected
+
+    rows = {row[0]: row[1:] for row in load_expected("table1")["table"]["rows"]}
+    rows = {("no_steering" if k == "no_steering" else 7 + i): v for i, (k, v) in enumerate(rows.items())}
+    rows[7 + 1] = [0.0] * 6  # a feature of this SAE, far from any paper row: not compared
+    root = make_artifacts(tmp_path / "artifacts" / "paper", optional=False, l0=86.0, tasks=PAPER_TASKS, rows=rows,
+                          maj="maj@4", model=PAPER_MODEL_ID)
+    run_figures("experiment_name=paper", "figures.examples=1", "figures.paper=true")
+    assert "Feature ids are this run's" in (tmp_path / "paper" / "REPORT.md").read_text()
+    result = verify(root, tmp_path / "paper")
+    assert result.failures == ["Fig. 6 |F_R|: paper 200 ± 4, ours 6: outside the tolerance"]
+    assert "Table 1's feature rows and the headline claims not compared" in " ".join(result.notes)
+
+
+def test_a_miniature_of_the_paper_run_says_so_and_checks_itself_only(run_figures, tmp_path):
+    root = make_artifacts(tmp_path / "artifacts" / "paper", sae=PAPER_SAE)
+    run_figures("experiment_name=paper", "figures.paper=true")
+    report = (tmp_path / "paper" / "REPORT.md").read_text()
+    assert "**A miniature of the `paper` experiment.**" in report and "Not comparable" not in report
+    result = verify(root, tmp_path / "paper")
+    assert not result.failures and "a miniature of the paper run on tiny-model" in " ".join(result.notes)

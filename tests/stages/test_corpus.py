@@ -122,3 +122,14 @@ def test_real_r1_traces_and_chat_in_the_paper_r1_format(compose, tmp_path):
     assert set(meta["inputs"]) == {"source:reasoning", "source:chat"}
     train = datasets.load_from_disk(str(out / "train"))
     assert Counter(train["source"])["reasoning"] == Counter(train["source"])["chat"] > 10
+
+
+def test_without_the_training_mix_only_the_scoring_corpus_is_built(compose):
+    from reasoning_sae.stages import train
+
+    cfg = compose("corpus", (*SMALL, "data.train_mix=false"))
+    out = corpus.run(cfg)
+    assert not (out / "train").exists() and len(datasets.load_from_disk(str(out / "score"))) > 0
+    assert json.loads((out / "meta.json").read_text())["summary"]["train_sequences"] == 0
+    with pytest.raises(UserError, match=r"no training mix \(data.train_mix=false\): rerun it with data.train_mix=true"):
+        train.run(compose("train", (*SMALL, "data.train_mix=false")))
