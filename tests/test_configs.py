@@ -43,7 +43,11 @@ def test_paper_sae_is_65536_latents_on_layer_19(compose):
     cfg = compose("train", ("experiment=paper",))
     tc = TrainConfig.from_mapping(dict(cfg.sae))
     assert tc.expansion_factor * cfg.model.d_model == 65536 and cfg.model.layer == 19
-    assert (tc.init, tc.l1_coefficient, tc.lr, tc.batch_size_tokens, tc.total_steps) == ("paper", 5.0, 5e-5, 4096, 200_000)
+    assert (tc.init, tc.l1_coefficient, tc.lr, tc.batch_size_tokens, tc.total_steps) == ("paper", 5.0, 5e-5, 4096, 244_140)
+    released = TrainConfig.from_mapping(dict(compose("train", ("experiment=paper", "sae=released_code")).sae))
+    assert released.training_tokens == 819_200_000 and released.total_steps == 200_000  # the YAML's "200k steps"
+    assert cfg.score.top_k == 200 and compose("score", ("experiment=paper", "score=paper_v2_quantile")).score.top_k is None
+    assert not cfg.data.sources.chat.final_eos
     assert (tc.l1_warm_up_fraction, tc.lr_decay_fraction, tc.grad_clip) == (0.05, 0.2, 1.0)
     assert compose("train", ("experiment=paper", "sae=fixed")).sae.init == "fixed"
     assert compose("train", ("trainer=ddp",)).trainer.strategy == "ddp"

@@ -64,17 +64,21 @@ def format_openthoughts(row: dict, chat_format: str = "r1", tokenizer=None) -> s
     return tokenizer.apply_chat_template(messages, tokenize=False)
 
 
-def format_lmsys(conversation: list[dict], chat_format: str = "r1", tokenizer=None) -> str:
-    """LMSYS-Chat-1M turns as `<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜>` (r1: no BOS, raw system text)."""
+def format_lmsys(conversation: list[dict], chat_format: str = "r1", tokenizer=None, final_eos: bool = False) -> str:
+    """LMSYS-Chat-1M turns as `<｜User｜>…<｜Assistant｜>…<｜end▁of▁sentence｜>` (r1: no BOS, raw system text).
+
+    As the released prepare_lmsys_dataset.py, an assistant turn ends with the end-of-sentence token unless it is the
+    conversation's last message (the packer's separator then ends it); `final_eos` puts it after the last one too."""
     if chat_format != "r1":
         return tokenizer.apply_chat_template(list(conversation), tokenize=False)
     parts = []
-    for message in conversation:
+    for i, message in enumerate(conversation):
         role, content = message["role"], message["content"]
         if role == "system":
             parts.append(content)
         elif role == "user":
             parts.append(R1_USER + content)
         elif role == "assistant":
-            parts.append(R1_ASSISTANT + content + R1_EOS)
+            last = i == len(conversation) - 1
+            parts.append(R1_ASSISTANT + content + (R1_EOS if final_eos or not last else ""))
     return "".join(parts)

@@ -38,6 +38,8 @@ class SourceConfig:
     """Share of the training mix's sequences taken from this source (fractions sum to 1)."""
     seed: int = 0
     """Generator seed for demo sources."""
+    final_eos: bool = False
+    """lmsys, r1 format: end the last assistant turn with <｜end▁of▁sentence｜> too (the released code does not)."""
     extra: dict = field(default_factory=dict)
     """Keyword arguments passed through to datasets.load_dataset."""
 

@@ -34,7 +34,7 @@ def _formatter(source: SourceConfig, chat_format: str, tokenizer):
     if source.format == "openthoughts":
         return lambda row: format_openthoughts(row, chat_format, tokenizer)
     if source.format == "lmsys":
-        return lambda row: format_lmsys(row["conversation"], chat_format, tokenizer)
+        return lambda row: format_lmsys(row["conversation"], chat_format, tokenizer, source.final_eos)
     return lambda row: row["text"]
 
 

@@ -43,10 +43,10 @@ class TrainConfig:
     """Linear decay to 0 over this final share of the steps."""
     grad_clip: float = 1.0
     """Gradient-norm clipping."""
-    training_tokens: int = 819_200_000
-    """Activation vectors to train on (tokens minus excluded special tokens)."""
+    training_tokens: int = 1_000_000_000
+    """Activation vectors to train on, over all DDP ranks (tokens minus excluded special tokens); v2: 1B."""
     batch_size_tokens: int = 4096
-    """Activation vectors per optimiser step."""
+    """Activation vectors per optimiser step, over all DDP ranks (each rank trains on its share)."""
     n_batches_in_buffer: int = 32
     """Mixing buffer size in batches: filled, shuffled, half served."""
     store_batch_size_prompts: int = 8

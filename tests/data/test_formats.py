@@ -37,9 +37,9 @@ def test_lmsys_r1_format():
     conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                     {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"},
                     {"role": "assistant", "content": "Bye!"}]
-    assert format_lmsys(conversation) == (
-        "Be brief.<｜User｜>Hi<｜Assistant｜>Hello!<｜end▁of▁sentence｜><｜User｜>Bye<｜Assistant｜>Bye!<｜end▁of▁sentence｜>"
-    )
+    released = "Be brief.<｜User｜>Hi<｜Assistant｜>Hello!<｜end▁of▁sentence｜><｜User｜>Bye<｜Assistant｜>Bye!"
+    assert format_lmsys(conversation) == released  # the last turn is ended by the packer's separator
+    assert format_lmsys(conversation, final_eos=True) == released + "<｜end▁of▁sentence｜>"
 
 
 def test_template_format_uses_the_tokenizer_chat_template(smollm2):
