@@ -123,6 +123,25 @@ def check_group_choices(overrides: list[str]) -> None:
             raise UserError(f"unknown {key} {value!r}: use one of {options} (files in conf/{key}/)")
 
 
+def check_slurm(overrides: list[str]) -> None:
+    """A SLURM launcher needs a cluster that answers: say so in one line before Hydra composes anything."""
+    import shutil
+    import subprocess
+
+    if not any(o in ("hydra/launcher=slurm", "hydra/launcher=submitit_slurm") for o in overrides):
+        return
+    fix = "start SLURM (or run on a login node), or use hydra/launcher=submitit_local"
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        raise UserError(f"hydra/launcher=slurm needs SLURM's sbatch and sinfo, which are not installed here: {fix}")
+    try:
+        answer = subprocess.run(["sinfo", "--noheader", "--format=%a"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"hydra/launcher=slurm: sinfo got no answer from slurmctld in 30 s: {fix}") from None
+    if answer.returncode != 0:
+        reason = (answer.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise UserError(f"hydra/launcher=slurm: SLURM is unreachable ({reason}): {fix}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import hydra
 
@@ -137,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         check_group_choices(overrides)
+        check_slurm(overrides)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
