@@ -3,12 +3,16 @@
 Choices the paper leaves open (DIGEST 6.1, 6.3, 9.4), made here:
 - Presence compares *decoder* rows (the paper: "cosine similarity between feature vectors", after Bricken et al.
   2024, whose feature vectors are decoder directions). Cosine >= threshold counts as present (the paper: >= 0.7).
-- Cross-layer assignment maximises the summed *cosine* of matched decoder rows. Eq. 8 written with raw rows is
-  the summed dot product; the paper's decoders are not unit norm (normalize_sae_decoder false), so raw dot
-  products would favour large-norm rows. On unit-norm decoders the two are the same.
+- Cross-layer assignment maximises the summed similarity of matched decoder rows, `similarity`: `dot` (default)
+  is Eq. 8 as v2 writes it, argmax_P <P, W_dec^A^T W_dec^B>_F on the raw rows (DIGEST 6.3; no code released for
+  it); `cosine` divides out the row norms first. The paper's decoders are not unit norm (normalize_sae_decoder
+  false, DIGEST 1.3), so `dot` favours large-norm partners; on unit-norm decoders the two are the same. Eq. 8's
+  argmin_P sum_i ||W_A,i - P W_B,i||^2 equals the dot form for a full permutation only; for the restricted problem
+  below the dot form is the one solved. Whatever the assignment, the reported decoder cosine is a cosine.
 - For a large dictionary the full d_sae x d_sae permutation is out of reach (65,536^2 costs); the assignment is
   solved for the requested features only (F_R and the random set together, so no two of them share a partner)
-  against every row of the other SAE: a one-to-one matching on the [n_features, d_sae] cosine matrix.
+  against every row of the other SAE: a one-to-one matching on the [n_features, d_sae] similarity matrix, filled
+  in blocks of `chunk` rows of the other SAE.
   `full=True` solves the whole permutation instead (small SAEs; tested equal to brute force).
 - Matching score (Eq. 9) of a feature that never fires on the corpus, or whose partner never fires, is 0 (diff).
 - Classes as Table 3: same if MS > same (0.7), maybe if maybe (0.5) < MS <= same, diff otherwise.
@@ -24,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from reasoning_sae.errors import UserError
 
 CLASSES = ("same", "maybe", "diff")
+SIMILARITIES = ("dot", "cosine")
 
 
 class Presence(NamedTuple):
@@ -87,8 +92,7 @@ def cosine_NF(dec_ND: torch.Tensor, dec_FD: torch.Tensor) -> torch.Tensor:
 
 def max_cosine(dec_ND: torch.Tensor, dec_FD: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """Largest cosine of each row of dec_ND with any row of dec_FD [N], in blocks of chunk x chunk."""
-    if chunk < 1:
-        raise UserError(f"chunk={chunk} must be a positive number of decoder rows")
+    check_chunk(chunk)
     unit_ND, unit_FD = unit_rows(dec_ND), unit_rows(dec_FD)
     best_N = torch.full((len(unit_ND),), -torch.inf)
     for n0 in range(0, len(unit_ND), chunk):
@@ -124,9 +128,42 @@ def check_features(features, d_sae: int) -> np.ndarray:
     return ids
 
 
-def assign(sae_a, sae_b, features, full: bool = False) -> Assignment:
-    """One-to-one decoder matching of `features` of SAE A to features of SAE B, maximising summed cosine
-    (Hungarian method, scipy's linear_sum_assignment): on [n_features, d_sae_B], or the full permutation."""
+def check_similarity(similarity: str, name: str = "diff.crosslayer.similarity") -> None:
+    if similarity not in SIMILARITIES:
+        raise UserError(f"unknown {name} {similarity!r}: use dot (raw decoder dot products, Eq. 8) or cosine "
+                        f"(decoder cosines)")
+
+
+def check_chunk(chunk: int) -> None:
+    if chunk < 1:
+        raise UserError(f"chunk={chunk} must be a positive number of decoder rows")
+
+
+def similarity_NF(dec_ND: torch.Tensor, dec_FD: torch.Tensor, similarity: str = "dot",
+                  chunk: int = 4096) -> np.ndarray:
+    """Dot product or cosine of every row of dec_ND with every row of dec_FD [N, F] (float32), filled in blocks of
+    chunk rows of dec_FD (no unit-norm copy of the whole of dec_FD; the result itself is N * F)."""
+    check_similarity(similarity)
+    check_chunk(chunk)
+    rows_ND = unit_rows(dec_ND) if similarity == "cosine" else dec_ND
+    sim_NF = np.empty((len(dec_ND), len(dec_FD)), dtype=np.float32)
+    for f0 in range(0, len(dec_FD), chunk):
+        block_CD = dec_FD[f0 : f0 + chunk]
+        block_CD = unit_rows(block_CD) if similarity == "cosine" else block_CD
+        sim_NF[:, f0 : f0 + chunk] = (rows_ND @ block_CD.T).numpy()
+    return sim_NF
+
+
+def pair_cosine_N(dec_ND: torch.Tensor, dec_MD: torch.Tensor) -> np.ndarray:
+    """Cosine of each row of dec_ND with the same row of dec_MD [N] (zero rows: 0)."""
+    return (unit_rows(dec_ND).double() * unit_rows(dec_MD).double()).sum(dim=-1).numpy()
+
+
+def assign(sae_a, sae_b, features, full: bool = False, similarity: str = "dot", chunk: int = 4096) -> Assignment:
+    """One-to-one decoder matching of `features` of SAE A to features of SAE B, maximising the summed `similarity`
+    (dot: Eq. 8 on raw rows; cosine) by the Hungarian method (scipy's linear_sum_assignment): on
+    [n_features, d_sae_B], or the full permutation. The reported `cosine` of each pair is a cosine either way."""
+    check_similarity(similarity)
     dec_a, dec_b = decoder(sae_a), decoder(sae_b)
     ids = check_features(features, len(dec_a))
     if len(set(ids.tolist())) != len(ids):
@@ -136,17 +173,16 @@ def assign(sae_a, sae_b, features, full: bool = False) -> Assignment:
     if full:
         if len(dec_a) > len(dec_b):
             raise UserError(f"a full permutation needs d_sae_A <= d_sae_B, got {len(dec_a)} > {len(dec_b)}")
-        cos_AB = cosine_NF(dec_a, dec_b).numpy()
-        rows, cols = linear_sum_assignment(cos_AB, maximize=True)
+        rows, cols = linear_sum_assignment(similarity_NF(dec_a, dec_b, similarity, chunk), maximize=True)
         partner = np.full(len(dec_a), -1, dtype=np.int64)
         partner[rows] = cols
         partners = partner[ids]
-        return Assignment(ids, partners, cos_AB[ids, partners])
-    cos_NB = cosine_NF(dec_a[ids], dec_b).numpy()
-    rows, cols = linear_sum_assignment(cos_NB, maximize=True)  # every row is assigned (n <= d_sae_B)
-    partners = np.empty(len(ids), dtype=np.int64)
-    partners[rows] = cols
-    return Assignment(ids, partners, cos_NB[np.arange(len(ids)), partners])
+    else:
+        sim_NB = similarity_NF(dec_a[ids], dec_b, similarity, chunk)
+        rows, cols = linear_sum_assignment(sim_NB, maximize=True)  # every row is assigned (n <= d_sae_B)
+        partners = np.empty(len(ids), dtype=np.int64)
+        partners[rows] = cols
+    return Assignment(ids, partners, pair_cosine_N(dec_a[ids], dec_b[partners]))
 
 
 def matching_scores(dot_N, sq_a_N, sq_b_N) -> np.ndarray:

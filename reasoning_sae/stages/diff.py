@@ -4,8 +4,9 @@ Stage-wise: one SAE per trajectory (`S` from scratch, `SD` = S's SAE fine-tuned 
 30% of the tokens, ...); a feature of the main SAE (the run's sae_source) is present in a trajectory's SAE when its
 decoder row has cosine >= diff.threshold with some decoder row there; reported for F_R and a chosen set.
 Cross-layer: the main SAE's F_R and random features are matched to the SAE of each other layer (Hungarian method on
-decoder cosines), then scored by the cosine of the pair's activations over the scoring corpus (Eq. 9) and classed
-same / maybe / diff. Method choices the paper leaves open: reasoning_sae/diff/matching.py.
+decoder dot products as in Eq. 8, or on cosines: diff.crosslayer.similarity), then scored by the cosine of the pair's
+activations over the scoring corpus (Eq. 9) and classed same / maybe / diff. Method choices the paper leaves open:
+reasoning_sae/diff/matching.py.
 
 SAEs named in diff.stagewise.saes / diff.crosslayer.saes are read from disk (the paper's are made by the train stage,
 see the diff block of conf/experiment/paper.yaml); the rest are trained here, small, on activations cached from one
@@ -85,6 +86,8 @@ def check(cfg: DictConfig, main_layer: int) -> None:
     matching.check_classes(dc.crosslayer.same, dc.crosslayer.maybe)
     if dc.crosslayer.assignment not in ("features", "full"):
         raise UserError(f"unknown diff.crosslayer.assignment {dc.crosslayer.assignment!r}: use features or full")
+    matching.check_similarity(dc.crosslayer.similarity)
+    matching.check_chunk(dc.chunk)
     if not 0 < dc.train.finetune_fraction <= 1:
         raise UserError(f"diff.train.finetune_fraction={dc.train.finetune_fraction} must lie in (0, 1] "
                         f"(the paper: 0.3)")
@@ -232,7 +235,8 @@ def crosslayer_tables(cfg: DictConfig, lm, main, main_layer: int, layer_saes: di
     cl = cfg.diff.crosslayer
     features = [*f_r, *rand]
     sets = np.array(["reasoning"] * len(f_r) + ["random"] * len(rand))
-    assigned = {layer: matching.assign(main, sae, features, full=cl.assignment == "full")
+    assigned = {layer: matching.assign(main, sae, features, full=cl.assignment == "full", similarity=cl.similarity,
+                                       chunk=cfg.diff.chunk)
                 for layer, sae in layer_saes.items()}
     corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", "score")))
     token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)[: cl.sequences or None]
@@ -263,10 +267,12 @@ def pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.1f}"
 
 
-def table3(counts: pd.DataFrame, main_layer: int, n_r: int, n_rand: int, tokens: int, model: str) -> str:
+def table3(counts: pd.DataFrame, main_layer: int, n_r: int, n_rand: int, tokens: int, model: str,
+           similarity: str) -> str:
     """Table 3's layout: per layer, % diff / maybe / same of the reasoning and of the random features."""
     lines = [f"Cross-layer matching from layer {main_layer} of {model}: % of {n_r} reasoning features (F_R) and "
-             f"{n_rand} random features, matching score over {tokens:,} tokens.", "",
+             f"{n_rand} random features, matched by the Hungarian method on decoder "
+             f"{'dot products' if similarity == 'dot' else 'cosines'}, matching score over {tokens:,} tokens.", "",
              "| Layer | Reasoning diff | maybe | same | Random diff | maybe | same |", "|---|---|---|---|---|---|---|"]
     for layer, rows in counts.groupby("layer"):
         by_set = rows.set_index("set")
@@ -367,7 +373,8 @@ def build(cfg: DictConfig, out: Path) -> dict:
     counts.to_csv(out / "crosslayer.csv", index=False)
     seconds["presence_and_matching"] = round(time.time() - start - sum(seconds.values()), 1)
     model = model_config(OmegaConf.to_container(cfg.model, resolve=True)).name
-    (out / "crosslayer.md").write_text(table3(counts, main_layer, len(f_r), len(rand), tokens, model)
+    (out / "crosslayer.md").write_text(table3(counts, main_layer, len(f_r), len(rand), tokens, model,
+                                              dc.crosslayer.similarity)
                                        if layers else "No layers to match (diff.crosslayer: no layer inside the "
                                                       "model).\n")
     notes, sentence = left_out(cfg, trained, main_layer, layers, main.cfg.metadata.get("tokens_seen"))
@@ -379,6 +386,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
         "crosslayer": {f"{r.layer}/{r.set}": {"diff": r.share_diff, "maybe": r.share_maybe, "same": r.share_same}
                        for r in counts.itertuples()},
         "layers": layers,
+        "assignment": {"similarity": dc.crosslayer.similarity, "over": dc.crosslayer.assignment},
         "matching_tokens": tokens,
         "trained_here": trained,
         "left_out": notes,

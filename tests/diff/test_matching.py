@@ -58,18 +58,83 @@ def _brute_force(cos_AB: np.ndarray, rows) -> tuple[float, tuple]:
                for cols in itertools.permutations(range(cos_AB.shape[1]), len(rows)))
 
 
+@pytest.mark.parametrize("similarity", matching.SIMILARITIES)
 @pytest.mark.parametrize("seed", range(4))
-def test_hungarian_matches_brute_force(seed):
+def test_hungarian_matches_brute_force(seed, similarity):
     g = torch.Generator().manual_seed(seed)
     dec_a, dec_b = torch.randn(5, 6, generator=g), torch.randn(6, 6, generator=g)
     cos_AB = matching.cosine_NF(dec_a, dec_b).numpy()
-    full = matching.assign(dec_a, dec_b, range(5), full=True)
-    best, cols = _brute_force(cos_AB, range(5))
-    assert full.partners.tolist() == list(cols) and math.isclose(full.cosine.sum(), best, rel_tol=1e-6)
-    some = matching.assign(dec_a, dec_b, [4, 1, 2])  # the restricted problem: [3 features, d_sae_B]
-    best, cols = _brute_force(cos_AB, [4, 1, 2])
+    sim_AB = cos_AB if similarity == "cosine" else (dec_a @ dec_b.T).numpy()
+    full = matching.assign(dec_a, dec_b, range(5), full=True, similarity=similarity, chunk=4)
+    best, cols = _brute_force(sim_AB, range(5))
+    assert full.partners.tolist() == list(cols)
+    assert math.isclose(sim_AB[range(5), full.partners].sum(), best, rel_tol=1e-6)
+    some = matching.assign(dec_a, dec_b, [4, 1, 2], similarity=similarity)  # restricted: [3 features, d_sae_B]
+    best, cols = _brute_force(sim_AB, [4, 1, 2])
     assert some.features.tolist() == [4, 1, 2] and some.partners.tolist() == list(cols)
-    np.testing.assert_allclose(some.cosine, cos_AB[[4, 1, 2], list(cols)], rtol=1e-6)
+    np.testing.assert_allclose(some.cosine, cos_AB[[4, 1, 2], list(cols)], rtol=1e-5, atol=1e-6)  # always cosine
+
+
+def test_dot_and_cosine_differ_on_rows_of_different_norms_and_agree_on_unit_rows():
+    dec_a = torch.eye(3)[:2]  # e1, e2
+    dec_b = torch.stack([torch.eye(3)[0], 5 * torch.tensor([0.96, 0.28, 0.0])])  # e1; a long row near e1
+    # cosine: identity 1 + 0.28 beats swap 0.96 + 0; dot: swap 5 * 0.96 + 0 beats identity 1 + 5 * 0.28
+    for full in (False, True):
+        assert matching.assign(dec_a, dec_b, [0, 1], full, "cosine").partners.tolist() == [0, 1]
+        dot = matching.assign(dec_a, dec_b, [0, 1], full, "dot")
+        assert dot.partners.tolist() == [1, 0]
+        np.testing.assert_allclose(dot.cosine, [0.96, 0.0], atol=1e-6)  # reported as cosines, not dots
+        unit_b = matching.unit_rows(dec_b)
+        assert matching.assign(dec_a, unit_b, [0, 1], full, "dot").partners.tolist() == [0, 1]
+    g = torch.Generator().manual_seed(0)
+    unit_a, unit_b = (matching.unit_rows(torch.randn(n, 16, generator=g)) for n in (30, 40))
+    features = [3, 17, 0, 29, 8]
+    for full in (False, True):
+        by_cos = matching.assign(unit_a, unit_b, features, full, "cosine")
+        by_dot = matching.assign(unit_a, unit_b, features, full, "dot", chunk=7)
+        assert by_cos.partners.tolist() == by_dot.partners.tolist()
+        np.testing.assert_allclose(by_cos.cosine, by_dot.cosine)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_dot_is_scipy_on_the_explicit_dot_matrix(full):
+    from scipy.optimize import linear_sum_assignment
+
+    g = torch.Generator().manual_seed(3)
+    dec_a = torch.randn(12, 8, generator=g) * torch.rand(12, 1, generator=g) * 4  # rows of unequal norms
+    dec_b = torch.randn(20, 8, generator=g) * torch.rand(20, 1, generator=g) * 4
+    features = list(range(12)) if full else [11, 2, 7, 5]
+    dot_AB = (dec_a.double() @ dec_b.double().T).numpy()
+    rows, cols = linear_sum_assignment(dot_AB if full else dot_AB[features], maximize=True)
+    expected = dict(zip(rows.tolist(), cols.tolist()))
+    got = matching.assign(dec_a, dec_b, features, full=full, similarity="dot", chunk=6)
+    assert got.partners.tolist() == [expected[f if full else i] for i, f in enumerate(features)]
+    np.testing.assert_allclose(got.cosine, matching.cosine_NF(dec_a, dec_b).numpy()[features, got.partners],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_full_dot_permutation_is_eq_8s_least_squares_permutation():
+    """For a full permutation, argmax <P, A^T B> = argmin sum_i ||A_i - B_P(i)||^2 (Eq. 8), by enumeration."""
+    g = torch.Generator().manual_seed(5)
+    dec_a, dec_b = torch.randn(6, 4, generator=g) * 3, torch.randn(6, 4, generator=g)
+    sq_AB = torch.cdist(dec_a.double(), dec_b.double()).pow(2).numpy()
+    _, cols = _brute_force(-sq_AB, range(6))
+    assert matching.assign(dec_a, dec_b, range(6), full=True, similarity="dot").partners.tolist() == list(cols)
+
+
+def test_similarity_is_validated_and_chunks_give_the_full_matrix():
+    g = torch.Generator().manual_seed(2)
+    a_ND, b_FD = torch.randn(9, 5, generator=g), torch.randn(23, 5, generator=g)
+    for chunk in (1, 4, 23, 100):
+        np.testing.assert_allclose(matching.similarity_NF(a_ND, b_FD, "dot", chunk), (a_ND @ b_FD.T).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(matching.similarity_NF(a_ND, b_FD, "cosine", chunk),
+                                   matching.cosine_NF(a_ND, b_FD).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError, match="unknown diff.crosslayer.similarity 'l2': use dot .* or cosine") as err:
+        matching.assign(a_ND, b_FD, [0], similarity="l2")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="positive"):
+        matching.similarity_NF(a_ND, b_FD, "dot", chunk=0)
 
 
 def test_assignment_finds_a_permutation_and_refuses_bad_requests():
@@ -77,8 +142,8 @@ def test_assignment_finds_a_permutation_and_refuses_bad_requests():
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
     dec_b = torch.empty_like(dec_a)
     dec_b[perm] = dec_a * 2.0
-    for full in (False, True):
-        a = matching.assign(dec_a, dec_b, range(6), full=full)
+    for full, similarity in itertools.product((False, True), matching.SIMILARITIES):
+        a = matching.assign(dec_a, dec_b, range(6), full=full, similarity=similarity)
         assert a.partners.tolist() == perm.tolist()
         np.testing.assert_allclose(a.cosine, 1.0, atol=1e-6)
     with pytest.raises(UserError, match="duplicates"):

@@ -65,6 +65,8 @@ def test_diff_stage_writes_presence_and_table_3_and_skips_a_rerun(compose, tiny_
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["trained_here"]) == {"L1", "L3", "S", "SD"}
     assert summary["trained_here"]["SD"]["training_tokens"] == 192  # 30% of 640, whole batches of 64
+    assert summary["assignment"] == {"similarity": "dot", "over": "features"}  # Eq. 8 as v2 writes it
+    assert "Hungarian method on decoder dot products" in table
     assert "base-model vs reasoning-model axis" in summary["readme"] and "S->M->F" in summary["readme"]
     assert not (out / "saes").exists()  # diff.save_saes is off
     stamp = (out / "meta.json").stat().st_mtime_ns
@@ -91,6 +93,8 @@ def test_given_saes_are_used_and_saved_ones_are_kept(compose, tiny_llama_dir, up
     ("diff.crosslayer.layers=[9]", "diff.crosslayer.layers: layer 9 is out of range: the model has 4 layers"),
     ("diff.crosslayer.layers=[2]", "the main SAE's own layer"),
     ("diff.crosslayer.maybe=0.8", "0 < maybe < same < 1"),
+    ("diff.crosslayer.similarity=l2", "unknown diff.crosslayer.similarity 'l2': use dot .* or cosine"),
+    ("diff.chunk=0", "chunk=0 must be a positive number"),
     ("diff.stagewise.trajectories=[SD]", "fine-tuned from S, which is not in"),
     ("diff.stagewise.trajectories=[S,SX]", r"stage\(s\) \['X'\] not in"),
     ("diff.train.finetune_fraction=0", "finetune_fraction=0"),
@@ -161,3 +165,18 @@ def test_default_layers_are_offsets_inside_the_model(compose, tiny_llama_dir, up
     assert len(pd.read_csv(out / "presence.csv")) == 0
     none = diff.run(compose("diff", (*base, "diff.crosslayer.offsets=[5]", "force=true")))
     assert pd.read_csv(none / "crosslayer.csv").empty and "No layers" in (none / "crosslayer.md").read_text()
+
+
+def test_crosslayer_similarity_reaches_summary_and_the_fingerprint(compose, tiny_llama_dir, upstream):
+    from reasoning_sae.artifacts import fingerprint
+
+    args = (*small(tiny_llama_dir), "diff.stagewise.trajectories=[]", "diff.crosslayer.layers=[1]")
+    cfg = compose("diff", (*args, "diff.crosslayer.similarity=cosine"))
+    out = diff.run(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["assignment"] == {"similarity": "cosine", "over": "features"}
+    assert "decoder cosines" in (out / "crosslayer.md").read_text()
+    matches = pd.read_csv(out / "matches.csv")
+    assert matches["decoder_cosine"].between(-1 - 1e-6, 1 + 1e-6).all()
+    fp = fingerprint(cfg, diff.CONFIG_KEYS, {})
+    assert fp != fingerprint(compose("diff", (*args, "diff.crosslayer.similarity=dot")), diff.CONFIG_KEYS, {})
