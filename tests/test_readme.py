@@ -52,3 +52,11 @@ def test_the_readme_sae_steered_vllm_command_runs_on_the_demo(tmp_path):
     assert "pass@1,none" in json.loads(results.read_text())["results"]["reasoning_demo"]
     (samples,) = (tmp_path / "out").glob("*/samples_reasoning_demo_*.jsonl")
     assert len(samples.read_text().splitlines()) == 2
+
+
+def test_the_readme_ddp_command_is_the_one_tests_run():
+    from tests.train.test_ddp import DDP
+
+    (command,) = readme_commands("trainer.accelerator=cpu")
+    words = shlex.split(command.split("#")[0])
+    assert words[:4] == [".venv/bin/python", "-m", "reasoning_sae", "train"] and tuple(words[4:]) == DDP
