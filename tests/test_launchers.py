@@ -56,3 +56,28 @@ def test_slurm_unreachable_is_one_line_before_anything_runs(tmp_path):
         "error: hydra/launcher=slurm needs SLURM's sbatch and sinfo, which are not installed here: start SLURM (or "
         "run on a login node), or use hydra/launcher=submitit_local"]
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A one-node SLURM cluster on this machine (idempotent; installs slurm-wlm and munge with apt as root)."""
+    up = subprocess.run(["bash", str(CLUSTER), "up"], capture_output=True, text=True, timeout=600)
+    if up.returncode == 3:
+        pytest.skip(f"no SLURM cluster here: {up.stderr.strip()}")
+    assert up.returncode == 0, up.stdout + up.stderr
+    return up.stdout.strip()
+
+
+def test_a_slurm_sweep_runs_each_job_through_sbatch(slurm_cluster, corpus_root, tiny_llama_dir):
+    cpu_jobs = ("hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null",
+                "hydra.launcher.timeout_min=20")
+    root = corpus_root.parent / "slurm"
+    subprocess.run(["cp", "-r", str(corpus_root), str(root)], check=True)
+    sweep = _cli(["train", "-m", *tiny(tiny_llama_dir), "hydra/launcher=slurm", *cpu_jobs, "sae.l1_coefficient=1,5"],
+                 root)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert _sweep_outputs(root) == [1.0, 5.0]
+    (submission,) = root.glob("demo/multirun/train/*/.submitit/*/*_submission.sh")  # one sbatch: a 2-task array
+    assert "#SBATCH --array=0-1" in submission.read_text()
+    tasks = subprocess.run(["scontrol", "show", "job", submission.parent.name], capture_output=True, text=True)
+    assert tasks.stdout.count("JobState=COMPLETED") == 2, tasks.stdout
