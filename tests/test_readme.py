@@ -60,3 +60,12 @@ def test_the_readme_ddp_command_is_the_one_tests_run():
     (command,) = readme_commands("trainer.accelerator=cpu")
     words = shlex.split(command.split("#")[0])
     assert words[:4] == [".venv/bin/python", "-m", "reasoning_sae", "train"] and tuple(words[4:]) == DDP
+
+
+def test_the_readme_submitit_local_sweep_is_the_one_tests_run():
+    (command,) = readme_commands("hydra/launcher=submitit_local")
+    words = shlex.split(command.split("#")[0])
+    assert words == [".venv/bin/python", "-m", "reasoning_sae", "train", "-m", "hydra/launcher=submitit_local",
+                     "sae.l1_coefficient=1,5"]
+    source = (Path(__file__).parent / "test_launchers.py").read_text()
+    assert '"hydra/launcher=submitit_local", "sae.l1_coefficient=1,5"' in source
