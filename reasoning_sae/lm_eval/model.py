@@ -7,6 +7,8 @@ Model args (lm-eval's `key=value,...`; lists joined with `+`):
   gamma        strength(s), one or one per feature (paper: 2)
   mode         add (paper Eq. 7) | clamp (released code)
   positions    all | prompt | generated
+  site         resid_post (paper v2) | mlp_out (released code: clamp reads f_i from layer L's MLP output; same as
+               resid_post for add)
   f_max        a number, one per feature, or an interpret-stage `f_max.json`; default: the SAE's training record
   ban          words to ban while thinking (Table 2): `+`-joined surface forms or a vocabulary .json file
   ban_scope    thinking | all
@@ -26,7 +28,7 @@ from reasoning_sae.evaluate.metrics import THINK_END
 from reasoning_sae.evaluate.wordban import banned_sequences, ban_processor
 from reasoning_sae.models import load_lm
 from reasoning_sae.sae import SparseAutoencoder
-from reasoning_sae.steering import steer
+from reasoning_sae.steering import check_site, steer
 from reasoning_sae.vocab.vocabulary import load_vocabulary
 
 
@@ -64,8 +66,9 @@ def read_ban(value) -> list[str]:
     return load_vocabulary(value) if str(value).endswith(".json") else str(value).split("+")
 
 
-def steering_spec(sae, features, gamma, mode, positions, f_max) -> dict | None:
+def steering_spec(sae, features, gamma, mode, positions, f_max, site="resid_post") -> dict | None:
     """The steering model args as `steer(...)` keywords (None: no SAE, no steering), shared by both engines."""
+    check_site(site)
     features = split_list(features, int)
     if sae is None and features:
         raise UserError("features given without an SAE: add sae=<SAE directory> to the model args")
@@ -78,7 +81,7 @@ def steering_spec(sae, features, gamma, mode, positions, f_max) -> dict | None:
     if not all(math.isfinite(g) for g in gammas):
         raise UserError(f"gamma must be finite, got {gammas}")
     return {"sae": loaded, "feature": features, "gamma": gammas if len(gammas) > 1 else gammas[0],
-            "mode": mode, "positions": positions, "f_max": read_f_max(f_max, features)}
+            "mode": mode, "positions": positions, "f_max": read_f_max(f_max, features), "site": site}
 
 
 def think_end_id(tokenizer) -> int | None:
@@ -92,17 +95,18 @@ class SteeredLM(HFLM):
     """HFLM whose generations and log-likelihoods run with `steer(...)` active (and optionally words banned)."""
 
     def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
-                 positions="all", f_max=None, ban=None, ban_scope="thinking", dtype=None, device=None, **kwargs):
+                 positions="all", f_max=None, ban=None, ban_scope="thinking", dtype=None, device=None,
+                 site="resid_post", **kwargs):
         overrides = {k: v for k, v in (("dtype", dtype), ("device", device)) if v not in (None, "auto")}
         self.lm = pretrained if hasattr(pretrained, "activations") else load_lm(str(pretrained), **overrides)
         super().__init__(pretrained=self.lm.model, tokenizer=self.lm.tokenizer, **kwargs)
-        self.steering = self._steering(sae, features, gamma, mode, positions, f_max)
+        self.steering = self._steering(sae, features, gamma, mode, positions, f_max, site)
         self.banned = banned_sequences(self.tokenizer, read_ban(ban)) if ban else []
         self.ban_scope = ban_scope
         self.think_end_id = think_end_id(self.tokenizer)
 
-    def _steering(self, sae, features, gamma, mode, positions, f_max) -> dict | None:
-        spec = steering_spec(sae, features, gamma, mode, positions, f_max)
+    def _steering(self, sae, features, gamma, mode, positions, f_max, site) -> dict | None:
+        spec = steering_spec(sae, features, gamma, mode, positions, f_max, site)
         if spec is None:
             return None
         with steer(self.lm, **spec):  # validates everything now, not at the first request

@@ -7,9 +7,11 @@
   count_tokens  count steered tokens per kind (diagnostics: a device sync per step)
 
 The update is `reasoning_sae.steering.SteeringVectors`'s, held in `vllm_hook.SteeringSlot`; vLLM's decoder layer
-returns (hidden_states, residual) and resid_post is their sum (the released code steered output[0] alone, the
-MLP output: DIGEST 5.3). One engine per process serves every cell (vllm_engine.py): a cell only rewrites the
-slot's buffers through the worker extension, so `positions` and word bans are per cell too."""
+returns (hidden_states, residual), hidden_states being the MLP output, and resid_post is their sum. site=resid_post
+reads f_i from the sum; site=mlp_out from hidden_states alone, as the released code did (it steered output[0]:
+DIGEST 5.3). Either way the update is added to hidden_states, i.e. to resid_post. One engine per process serves
+every cell (vllm_engine.py): a cell only rewrites the slot's buffers through the worker extension, so `positions`,
+`site` and word bans are per cell too."""
 
 import contextlib
 from unittest import mock
@@ -22,7 +24,7 @@ from reasoning_sae.lm_eval.vllm_hook import MAX_FEATURES
 from reasoning_sae.lm_eval.vllm_worker import vectors_payload
 from reasoning_sae.models.hooks import parse_hook
 from reasoning_sae.models.loading import model_path
-from reasoning_sae.steering import POSITIONS, steering_vectors
+from reasoning_sae.steering import POSITIONS, check_site, steering_vectors
 
 _VLLM = vllm_engine.lm_eval_vllm_module()
 
@@ -55,12 +57,12 @@ class SteeredVLLM(_VLLM.VLLM):
 
     def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
                  positions="all", f_max=None, ban=None, ban_scope="thinking", steer_layer=None,
-                 max_features=MAX_FEATURES, compiled=True, count_tokens=False, **kwargs):
+                 max_features=MAX_FEATURES, compiled=True, count_tokens=False, site="resid_post", **kwargs):
         if int(kwargs.get("data_parallel_size", 1)) > 1:
             raise UserError("sae_steered_vllm steers one engine: use tensor_parallel_size, not data_parallel_size")
         model_dir = model_path(str(pretrained))
         n_layers, d_model = _model_shape(model_dir, _truthy(kwargs.get("trust_remote_code", False)))
-        payload, layer = self._steering(sae, features, gamma, mode, positions, f_max, n_layers, d_model)
+        payload, layer = self._steering(sae, features, gamma, mode, positions, f_max, n_layers, d_model, site)
         layer = layer if layer is not None else (None if steer_layer in (None, "") else int(steer_layer))
         if ban and ban_scope not in SCOPES:
             raise UserError(f"unknown ban scope {ban_scope!r}: use one of {SCOPES}")
@@ -73,21 +75,22 @@ class SteeredVLLM(_VLLM.VLLM):
         self.think_end_id = think_end_id(self.tokenizer)
 
     @staticmethod
-    def _steering(sae, features, gamma, mode, positions, f_max, n_layers: int, d_model: int):
+    def _steering(sae, features, gamma, mode, positions, f_max, n_layers: int, d_model: int, site="resid_post"):
         """(payload for the worker extension, layer) or (None, None) without an SAE; checked before any engine."""
-        spec = steering_spec(sae, features, gamma, mode, positions, f_max)
+        spec = steering_spec(sae, features, gamma, mode, positions, f_max, site)
         if spec is None:
             return None, None
         if positions not in POSITIONS:
             raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
         loaded = spec["sae"]
         point = parse_hook(loaded.hook_name(), n_layers)
+        check_site(site, point.kind)
         if point.kind != "hook_resid_post":
             raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
         if loaded.d_in != d_model:
             raise UserError(f"the SAE reads {loaded.d_in}-dim activations but the model's residual stream has "
                             f"{d_model}: use an SAE trained on this model")
-        vectors = steering_vectors(loaded, spec["feature"], spec["gamma"], mode, spec["f_max"])
+        vectors = steering_vectors(loaded, spec["feature"], spec["gamma"], mode, spec["f_max"], site=site)
         return vectors_payload(vectors, positions), point.layer
 
     @contextlib.contextmanager

@@ -1,13 +1,18 @@
 """The vLLM side of steering, free of any vLLM import so it is tested here without an engine.
 
-vLLM's decoder layers return `(hidden_states, residual)` and the residual stream after the layer is their sum
-(DIGEST 5.3), so steering resid_post adds the update to `hidden_states`. `SteeringSlot` keeps the rank-1 update
-of `reasoning_sae.steering.SteeringVectors` in fixed-size buffers that are overwritten in place between cells:
-one compiled graph (and, on a GPU, one set of CUDA graphs) serves every feature, gamma and mode, because the
-graph never branches on them. Up to `max_features` rows; unused rows are zero and add nothing.
+vLLM's decoder layers return `(hidden_states, residual)`: hidden_states is the layer's MLP output, residual the
+stream before it, and the residual stream after the layer is their sum (DIGEST 5.3; the add is fused into the next
+layer's norm), so the update is added to `hidden_states`. f_i is read from the sum (site resid_post) or from
+hidden_states alone (site mlp_out, the released code's `output[0]`), through the gate buffer resid_gate_1.
 
-  coeff_TK = targets_K - clamp_K * relu((x_TD - b_dec_D) @ enc_KD.T + enc_bias_K)     clamp_K: 1 clamp, 0 add
-  x_TD    += mask_T * coeff_TK @ vectors_KD                                             mask_T: positions to steer
+`SteeringSlot` keeps the rank-1 update of `reasoning_sae.steering.SteeringVectors` in fixed-size buffers that are
+overwritten in place between cells: one compiled graph (and, on a GPU, one set of CUDA graphs) serves every
+feature, gamma, mode and site, because the graph never branches on them. Up to `max_features` rows; unused rows
+are zero and add nothing.
+
+  x_TD          = hidden_TD + resid_gate_1 * residual_TD                          resid_gate_1: 1 resid_post, 0 mlp_out
+  coeff_TK      = targets_K - clamp_K * relu((x_TD - b_dec_D) @ enc_KD.T + enc_bias_K)      clamp_K: 1 clamp, 0 add
+  hidden_TD    += mask_T * coeff_TK @ vectors_KD                                       mask_T: positions to steer
 """
 
 import numpy as np
@@ -27,8 +32,10 @@ class SteeringSlot(torch.nn.Module):
         kw = {"dtype": dtype, "device": device}
         for name, shape in (("vectors_KD", (max_features, d_model)), ("enc_KD", (max_features, d_model)),
                             ("enc_bias_K", (max_features,)), ("targets_K", (max_features,)),
-                            ("clamp_K", (max_features,)), ("b_dec_D", (d_model,)), ("mask_T", (max_tokens,))):
+                            ("clamp_K", (max_features,)), ("b_dec_D", (d_model,)), ("mask_T", (max_tokens,)),
+                            ("resid_gate_1", (1,))):
             self.register_buffer(name, torch.zeros(shape, **kw), persistent=False)
+        self.resid_gate_1.fill_(1.0)
         self.positions = "all"
         self.active = False
         self.counts = {"prompt": 0, "generated": 0, "unsteered": 0}
@@ -39,8 +46,9 @@ class SteeringSlot(torch.nn.Module):
         return self.targets_K.shape[0]
 
     def forward(self, hidden_TD: torch.Tensor, residual_TD: torch.Tensor | None) -> torch.Tensor:
-        """`hidden_TD` with the update of resid_post = hidden + residual added (branch-free, for compilation)."""
-        x_TD = hidden_TD if residual_TD is None else hidden_TD + residual_TD
+        """`hidden_TD` with the update added, f_i read from resid_post = hidden + residual or, for site mlp_out,
+        from hidden (the MLP output) alone (branch-free, for compilation)."""
+        x_TD = hidden_TD if residual_TD is None else hidden_TD + self.resid_gate_1 * residual_TD
         coeff_TK = self.targets_K - self.clamp_K * torch.relu((x_TD - self.b_dec_D) @ self.enc_KD.T + self.enc_bias_K)
         return hidden_TD + (coeff_TK @ self.vectors_KD) * self.mask_T[: hidden_TD.shape[0], None]
 
@@ -51,6 +59,7 @@ class SteeringSlot(torch.nn.Module):
             raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
         for buffer in (self.vectors_KD, self.enc_KD, self.enc_bias_K, self.targets_K, self.clamp_K, self.b_dec_D):
             buffer.zero_()
+        self.resid_gate_1.fill_(0.0 if vectors is not None and vectors.site == "mlp_out" else 1.0)
         self.active, self.positions = vectors is not None, positions
         self.counts = dict.fromkeys(self.counts, 0)
         if vectors is None:

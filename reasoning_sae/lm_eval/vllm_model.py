@@ -45,7 +45,9 @@ def flat_prompt_lengths(slot: SteeringSlot, n_tokens: int) -> torch.Tensor | Non
 
 
 class SteeredLlamaDecoderLayer(LlamaDecoderLayer):
-    """A Llama decoder layer; the one at `reasoning_sae_layer` adds the slot's update to resid_post."""
+    """A Llama decoder layer; the one at `reasoning_sae_layer` adds the slot's update to its output hidden_states
+    (the MLP output; hidden_states + residual is resid_post), f_i read from their sum or, for site mlp_out, from
+    hidden_states alone."""
 
     def __init__(self, vllm_config, prefix: str = "", **kwargs):
         super().__init__(vllm_config=vllm_config, prefix=prefix, **kwargs)

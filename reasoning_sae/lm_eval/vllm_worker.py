@@ -47,7 +47,7 @@ class SteeringWorkerExtension:
             device, dtype = slot.targets_K.device, slot.targets_K.dtype
             tensors = {k: None if v is None else torch.tensor(v, device=device, dtype=dtype)
                        for k, v in payload["tensors"].items()}
-            vectors = SteeringVectors(**tensors, mode=payload["mode"])
+            vectors = SteeringVectors(**tensors, mode=payload["mode"], site=payload.get("site", "resid_post"))
         slot.load(vectors, payload["positions"] if payload else "all")
         slot.count_tokens = count_tokens
 
@@ -60,4 +60,4 @@ def vectors_payload(vectors: SteeringVectors, positions: str) -> dict:
     """`vectors` as nested lists (msgpack-safe) for `steering_set`."""
     names = ("vectors_KD", "enc_KD", "enc_bias_K", "targets_K", "b_dec_D")
     tensors = {n: None if getattr(vectors, n) is None else getattr(vectors, n).float().cpu().tolist() for n in names}
-    return {"tensors": tensors, "mode": vectors.mode, "positions": positions}
+    return {"tensors": tensors, "mode": vectors.mode, "site": vectors.site, "positions": positions}

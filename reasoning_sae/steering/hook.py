@@ -4,7 +4,17 @@
 `clamp`: x' = x + (gamma * f_max - f_i(x)) * W_dec[i]           (released code: set f_i to gamma * f_max in the SAE,
                                                                  keep the SAE error; f_i(x) = ReLU(x . W_enc[:, i] + b_enc[i]))
 Only one encoder column, one bias and one decoder row per feature are used: the full SAE never runs.
-Positions are absolute (prompt / generated are told apart under the KV cache too)."""
+Positions are absolute (prompt / generated are told apart under the KV cache too).
+
+Site (where f_i(x) is read; the update always lands on the residual stream after layer L):
+`resid_post`: x is blocks.L.hook_resid_post, the stream the SAE was trained on (paper v2, DESIGN).
+`mlp_out`:    x is layer L's MLP output (HF: the output of `layers[L].mlp`), as the released code did: it hooked
+              vLLM's decoder layer `output[0]`, which is the MLP output, not resid_post (DIGEST 5.3, 9.2 item 6).
+              The HF hook keeps that output (a hook on `layers[L].mlp`) and adds the update at the layer's output,
+              where the positions are known: the same as adding it to the MLP output, since resid_post = residual +
+              MLP output in Llama-family layers (layers that norm the MLP output before adding it, e.g. Gemma 2,
+              would differ).
+`add` never reads x, so both sites give the same result for it."""
 
 import contextlib
 import math
@@ -16,6 +26,16 @@ from reasoning_sae.errors import UserError
 
 MODES = ("add", "clamp")
 POSITIONS = ("all", "prompt", "generated")
+SITES = ("resid_post", "mlp_out")
+
+
+def check_site(site: str, hook_kind: str | None = None) -> None:
+    """`site` is one of SITES and fits the SAE's hook kind (when given): mlp_out reuses a resid_post SAE."""
+    if site not in SITES:
+        raise UserError(f"unknown steering site {site!r}: use one of {SITES}")
+    if site == "mlp_out" and hook_kind not in (None, "hook_resid_post"):
+        raise UserError(f"steering site mlp_out reads layer L's MLP output with an SAE of blocks.L.hook_resid_post, "
+                        f"but this SAE reads blocks.L.{hook_kind}: use site=resid_post or a resid_post SAE")
 
 
 def _as_list(value, n: int, name: str) -> list[float]:
@@ -38,12 +58,13 @@ def _f_max(sae, features: list[int], f_max) -> list[float]:
 class SteeringVectors:
     """The rank-1 update, engine-independent: the HF hook below and the vLLM hook (reasoning_sae.lm_eval.vllm) share it."""
 
-    def __init__(self, vectors_KD, enc_KD, enc_bias_K, targets_K, b_dec_D, mode: str):
+    def __init__(self, vectors_KD, enc_KD, enc_bias_K, targets_K, b_dec_D, mode: str, site: str = "resid_post"):
         self.vectors_KD, self.enc_KD, self.enc_bias_K = vectors_KD, enc_KD, enc_bias_K
-        self.targets_K, self.b_dec_D, self.mode = targets_K, b_dec_D, mode
+        self.targets_K, self.b_dec_D, self.mode, self.site = targets_K, b_dec_D, mode, site
 
     def update(self, resid_XD: torch.Tensor) -> torch.Tensor:
-        """What to add to residual-stream rows `resid_XD` ([..., d_model]) to steer every feature."""
+        """What to add to the residual stream to steer every feature, with f_i read from rows `resid_XD`
+        ([..., d_model]: resid_post, or the MLP output for site mlp_out)."""
         coeff_XK = self.targets_K.expand(*resid_XD.shape[:-1], -1).to(resid_XD.dtype)
         if self.mode == "clamp":
             x = resid_XD if self.b_dec_D is None else resid_XD - self.b_dec_D
@@ -58,6 +79,11 @@ class SteeringHook:
         self.vectors, self.positions = vectors, positions
         self.prompt_length: int | None = None
         self._last_length = -1
+        self._mlp_out: torch.Tensor | None = None
+
+    def read_mlp(self, _module, _args, output):
+        """Forward hook on layer L's MLP (site mlp_out): keep its output for the layer hook, which runs next."""
+        self._mlp_out = output
 
     def _position_mask(self, seq: int, start: int, device) -> torch.Tensor | None:
         if self.positions == "all":
@@ -75,14 +101,20 @@ class SteeringHook:
         cache = kwargs.get("past_key_values")
         seq = hidden.shape[1]
         start = cache.get_seq_length() - seq if cache is not None and kwargs.get("use_cache", True) else 0
-        update = self.vectors.update(hidden)
+        source = hidden
+        if self.vectors.site == "mlp_out":
+            source, self._mlp_out = self._mlp_out, None
+            if source is None or source.shape != hidden.shape:
+                raise RuntimeError("steering site mlp_out: the MLP hook did not run before the layer hook")
+        update = self.vectors.update(source)
         mask = self._position_mask(seq, start, hidden.device)
         new = hidden + (update if mask is None else update * mask)
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
 
 def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[float] = 2.0, mode: str = "add",
-                     f_max: float | Sequence[float] | None = None, device=None, dtype=None) -> SteeringVectors:
+                     f_max: float | Sequence[float] | None = None, device=None, dtype=None,
+                     site: str = "resid_post") -> SteeringVectors:
     """Check the request and gather the SAE rows it needs (one encoder column, bias and decoder row per feature)."""
     features = [feature] if isinstance(feature, int) else [int(f) for f in feature]
     if not features or any(not 0 <= f < sae.d_sae for f in features):
@@ -92,6 +124,7 @@ def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[
         raise UserError(f"gamma must be finite, got {gammas}")
     if mode not in MODES:
         raise UserError(f"unknown steering mode {mode!r}: use one of {MODES}")
+    check_site(site)
     if mode == "clamp" and sae.cfg.architecture != "standard":
         raise UserError("mode=clamp needs a standard (ReLU) SAE: a topk latent is not a function of its own column")
     targets = [g * m for g, m in zip(gammas, _f_max(sae, features, f_max), strict=True)]
@@ -100,25 +133,35 @@ def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[
         return SteeringVectors(
             vectors_KD=sae.W_dec[idx].to(device, dtype), enc_KD=sae.W_enc[:, idx].T.to(device, dtype),
             enc_bias_K=sae.b_enc[idx].to(device, dtype), targets_K=torch.tensor(targets, device=device, dtype=dtype),
-            b_dec_D=sae.b_dec.to(device, dtype) if sae.cfg.apply_b_dec_to_input else None, mode=mode)
+            b_dec_D=sae.b_dec.to(device, dtype) if sae.cfg.apply_b_dec_to_input else None, mode=mode, site=site)
 
 
 @contextlib.contextmanager
 def steer(lm, sae, feature: int | Sequence[int], gamma: float | Sequence[float] = 2.0, mode: str = "add",
-          positions: str = "all", f_max: float | Sequence[float] | None = None):
+          positions: str = "all", f_max: float | Sequence[float] | None = None, site: str = "resid_post"):
     """Within the block, every forward pass of `lm` has the features steered at the SAE's hook point.
 
     `feature` and `gamma`/`f_max` may be lists (one value per feature). f_max defaults to the largest activation
-    the SAE saw in training; the evaluation stage passes the interpret stage's value."""
+    the SAE saw in training; the evaluation stage passes the interpret stage's value. `site="mlp_out"` reads f_i
+    from layer L's MLP output instead of resid_post (the released code; matters for clamp only)."""
     if positions not in POSITIONS:
         raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
     point = lm.hook_point(sae.hook_name(lm))
+    check_site(site, point.kind)
     if point.kind != "hook_resid_post":
         raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
-    vectors = steering_vectors(sae, feature, gamma, mode, f_max, device=lm.device, dtype=lm.dtype)
+    layer = lm.layers[point.layer]
+    mlp = getattr(layer, "mlp", None)
+    if site == "mlp_out" and not isinstance(mlp, torch.nn.Module):
+        raise UserError(f"steering site mlp_out needs a decoder layer with an `mlp` submodule; "
+                        f"{type(layer).__name__} has none: use site=resid_post")
+    vectors = steering_vectors(sae, feature, gamma, mode, f_max, device=lm.device, dtype=lm.dtype, site=site)
     hook = SteeringHook(vectors, positions)
-    handle = lm.layers[point.layer].register_forward_hook(hook, with_kwargs=True)
+    handles = [layer.register_forward_hook(hook, with_kwargs=True)]
+    if site == "mlp_out":
+        handles.append(mlp.register_forward_hook(hook.read_mlp))
     try:
         yield hook
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()

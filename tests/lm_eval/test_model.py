@@ -57,6 +57,7 @@ def test_unsteered_model_is_lm_evals_hf_model(smollm2):
     ({"features": "one"}, "cannot read 'one' as a list of int"),
     ({"features": ""}, "sae given without features"),
     ({"features": "1", "mode": "multiply"}, "unknown steering mode"),
+    ({"features": "1", "site": "attn_out"}, r"unknown steering site 'attn_out': use one of \('resid_post', 'mlp_out'\)"),
 ])
 def test_bad_steering_args(smollm2, sae_dir, args, message):
     with pytest.raises(UserError, match=message):

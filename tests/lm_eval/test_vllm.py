@@ -23,6 +23,8 @@ STEERING = {
     "none": {},
     "add": {"features": "5", "gamma": 4, "f_max": 2.0, "mode": "add"},
     "clamp": {"features": "5", "gamma": 4, "f_max": 2.0, "mode": "clamp"},
+    # the released code's site: f_i read from the layer's MLP output (vLLM's hidden_states, without residual)
+    "clamp at mlp_out": {"features": "5", "gamma": 4, "f_max": 2.0, "mode": "clamp", "site": "mlp_out"},
     "two features": {"features": "5+9", "gamma": "4+-3", "f_max": "2+3", "mode": "add"},
 }
 CONTEXTS = [("Question: what is 2+3?\nAnswer:", " 5, because two plus three is five."),
@@ -72,6 +74,9 @@ def test_teacher_forced_loglikelihoods_equal_the_hf_engine(case, steered_vllm, h
     assert max(abs(a - b) for a, b in zip(hf, ours, strict=True)) < 1e-3, (hf, ours)
     if steering:  # steering moved them: the comparison can fail
         assert max(abs(a - b) for a, b in zip(hf, _loglikelihoods(steered_vllm({})), strict=True)) > 0.1
+    if steering.get("site") == "mlp_out":  # and the site did: f_i(MLP output) is not f_i(resid_post)
+        at_resid = _loglikelihoods(SteeredLM(pretrained=hf_lm, batch_size=4, sae=sae_dir, **STEERING["clamp"]))
+        assert max(abs(a - b) for a, b in zip(hf, at_resid, strict=True)) > 0.1
 
 
 def _prompt_ids(lm) -> list[list[int]]:
@@ -174,11 +179,13 @@ def test_eager_fallback_steers_like_the_compiled_class(sae_dir, hf_lm):
     from reasoning_sae.lm_eval import vllm_engine
     from reasoning_sae.lm_eval.vllm import SteeredVLLM
 
-    hf = _loglikelihoods(SteeredLM(pretrained=hf_lm, batch_size=4, sae=sae_dir, **STEERING["clamp"]))
-    eager = SteeredVLLM(pretrained="smollm2-135m-instruct", sae=sae_dir, compiled=False, **ENGINE, **STEERING["clamp"])
-    assert eager.model_args["enforce_eager"] and "hf_overrides" not in eager.model_args
     try:
-        assert max(abs(a - b) for a, b in zip(hf, _loglikelihoods(eager), strict=True)) < 1e-3
+        for case in ("clamp", "clamp at mlp_out"):  # one eager engine: the second model only rewrites the slot
+            hf = _loglikelihoods(SteeredLM(pretrained=hf_lm, batch_size=4, sae=sae_dir, **STEERING[case]))
+            eager = SteeredVLLM(pretrained="smollm2-135m-instruct", sae=sae_dir, compiled=False, **ENGINE,
+                                **STEERING[case])
+            assert eager.model_args["enforce_eager"] and "hf_overrides" not in eager.model_args
+            assert max(abs(a - b) for a, b in zip(hf, _loglikelihoods(eager), strict=True)) < 1e-3, case
     finally:
         vllm_engine.shutdown()
 
@@ -203,6 +210,13 @@ def test_bad_input_fails_before_an_engine_starts(sae_dir, tmp_path, monkeypatch)
         SteeredVLLM(sae=sae_dir, features="99", f_max=1.0, **ENGINE)
     with pytest.raises(UserError, match="unknown steering positions"):
         SteeredVLLM(sae=sae_dir, features="1", f_max=1.0, positions="middle", **ENGINE)
+    with pytest.raises(UserError, match=r"unknown steering site 'attn_out': use one of"):
+        SteeredVLLM(sae=sae_dir, features="1", f_max=1.0, site="attn_out", **ENGINE)
+    pre = random_sae()
+    pre.cfg.metadata["hook_name"] = f"blocks.{LAYER}.hook_resid_pre"
+    pre.save(tmp_path / "pre")
+    with pytest.raises(UserError, match="site mlp_out .*hook_resid_pre: use site=resid_post"):
+        SteeredVLLM(sae=str(tmp_path / "pre"), features="1", f_max=1.0, mode="clamp", site="mlp_out", **ENGINE)
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "config.json").write_text('{"model_type": "llama", "architectures": ["TeapotForCausalLM"], '
                                                    '"num_hidden_layers": 2, "hidden_size": 8, "num_attention_heads": 2}')

@@ -24,6 +24,39 @@ def test_slot_steers_the_sum_of_hidden_states_and_residual_like_the_hf_hook(mode
     torch.testing.assert_close(slot(hidden, residual) + residual, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("apply_b_dec", [False, True])
+def test_slot_at_mlp_out_reads_hidden_states_alone_and_switches_site_in_place(apply_b_dec):
+    """site mlp_out: f_i from hidden_states (vLLM's output[0], the MLP output), as the released code; the update
+    still lands on hidden_states (so on resid_post). Switching site rewrites a buffer, never the graph."""
+    from reasoning_sae.lm_eval.vllm_worker import vectors_payload
+
+    sae = random_sae(d_in=24, d_sae=40, apply_b_dec=apply_b_dec)
+    hidden, residual = torch.randn(11, 24) * 3, torch.randn(11, 24) * 3
+    slot = SteeringSlot(24, max_tokens=16, max_features=4)
+    buffers = {name: b.data_ptr() for name, b in slot.named_buffers()}
+    got = {}
+    for site in ("mlp_out", "resid_post", "mlp_out"):
+        vectors = steering_vectors(sae, [3, 9], gamma=[2.0, -1.0], mode="clamp", site=site)
+        assert vectors_payload(vectors, "all")["site"] == site
+        slot.load(vectors)
+        slot.prepare(torch.arange(11), None)
+        got[site] = slot(hidden, residual)
+        source = hidden if site == "mlp_out" else hidden + residual
+        torch.testing.assert_close(got[site], hidden + vectors.update(source), atol=1e-5, rtol=1e-5)
+        eager, _ = SlotHook(slot, lambda n: None)(None, (torch.arange(11), hidden, None), (hidden, residual))
+        torch.testing.assert_close(eager, got[site], atol=0, rtol=0)
+    assert (got["mlp_out"] - got["resid_post"]).abs().max() > 0.1
+    assert buffers == {name: b.data_ptr() for name, b in slot.named_buffers()}
+    outs = []
+    for site in ("mlp_out", "resid_post"):
+        slot.load(steering_vectors(sae, [3, 9], gamma=[2.0, -1.0], mode="add", site=site))
+        slot.prepare(torch.arange(11), None)
+        outs.append(slot(hidden, residual))
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)  # add never reads f_i
+    slot.load(None)
+    assert slot.resid_gate_1.item() == 1.0
+
+
 def test_slot_is_rewritten_in_place_and_empty_adds_nothing():
     sae = random_sae(d_in=24, d_sae=40)
     slot = SteeringSlot(24, max_tokens=8, max_features=2)
