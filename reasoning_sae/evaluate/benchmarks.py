@@ -4,6 +4,8 @@ offline demo benchmark, prompts, and the lm-eval task configs that run them (`ta
 import csv
 import json
 import random
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,7 +22,19 @@ GPQA_PROMPT = (
     "\n\n{Question}\n\nA) {choice1}\nB) {choice2}\nC) {choice3}\nD) {choice4}"
 )
 GPQA_FIELDS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
-GPQA_SEED = 0  # simple-evals draws every row's permutation from random.Random(0)
+GPQA_SEED = 0  # simple-evals' random.Random(0); lm-eval's default --seed for Python's random (the released order)
+# How GPQA's four options are ordered (`benchmark.gpqa_shuffle`), each reproducing a reference implementation:
+#   simple_evals: OpenAI simple-evals gpqa_eval.py (GPQAEval.__init__): rng = random.Random(seed), then per row in file
+#     order rng.sample(range(4), 4) indexes [Correct, Incorrect 1, 2, 3] (its first repeat; simple-evals draws a new
+#     permutation for each of its n_repeats copies, lm-eval's repeats share one prompt).
+#   released: the released lm-eval task (SAE-Reasoning @ 2cbfbff, lm_eval/tasks/gpqa/openai/utils.py process_docs,
+#     adapted from s1, whose copy shuffles alike but does not clean): options cleaned by its `preprocess`,
+#     [Incorrect 1, 2, 3, Correct] shuffled in place with Python's global random, which lm-eval seeds with --seed
+#     (default 0) before it builds the model and the tasks; the letter is the first option equal to the cleaned correct
+#     one. Anything that draws from or reseeds that global random in between changes the order: vLLM's in-process
+#     worker reseeds it with the model's seed (lm-eval's vllm default 1234), so gpqa_seed=1234 is likely closer to the
+#     released vLLM runs; the order they got is not recorded.
+GPQA_SHUFFLES = ("simple_evals", "released")
 
 
 class Benchmark(NamedTuple):
@@ -119,30 +133,84 @@ def _hub(name: str) -> datasets.Dataset:
 
 
 def load_benchmark(
-    name: str, /, local_path: str | None = None, demo_size: int = 50, demo_seed: int = 0, **_: Any
+    name: str,
+    /,
+    local_path: str | None = None,
+    demo_size: int = 50,
+    demo_seed: int = 0,
+    grading: str | None = None,
+    verifier: Mapping | None = None,
+    gpqa_shuffle: str = "simple_evals",
+    gpqa_seed: int = GPQA_SEED,
+    **_: Any,
 ) -> datasets.DatasetDict:
-    """A benchmark as lm-eval's `custom_dataset` returns it: {split: rows}. Other lm-eval metadata is ignored."""
+    """A benchmark as lm-eval's `custom_dataset` returns it: {split: rows}, GPQA's options laid out, every row carrying
+    its grading (see grading.py). Other lm-eval metadata is ignored."""
+    from reasoning_sae.evaluate.grading import FIELD, Grading
+
+    spec = Grading.from_settings(grading, verifier)
     if name == "reasoning_demo":
         rows = datasets.Dataset.from_list(demo_problems(int(demo_size), int(demo_seed)))
     elif local_path:
         rows = load_local(name, local_path)
     else:
         rows = _hub(name)
+    if name == "gpqa_diamond_openai":
+        rows = shuffle_choices(rows, gpqa_shuffle, int(gpqa_seed))
+    if FIELD in rows.column_names:
+        rows = rows.remove_columns(FIELD)
+    rows = rows.add_column(FIELD, [spec.to_json()] * len(rows))
     return datasets.DatasetDict({BENCHMARKS[name].split: rows})
 
 
-def shuffle_choices(rows: datasets.Dataset, seed: int = GPQA_SEED) -> datasets.Dataset:
-    """GPQA rows with the four options in a seeded per-row order (choice1..4) and the correct letter (answer)."""
-    rng = random.Random(seed)
-    orders = [rng.sample(range(4), 4) for _ in range(len(rows))]
+def check_gpqa_shuffle(shuffle: str) -> str:
+    if shuffle not in GPQA_SHUFFLES:
+        raise UserError(f"unknown benchmark.gpqa_shuffle {shuffle!r}: use one of {', '.join(GPQA_SHUFFLES)}")
+    return shuffle
 
-    def shuffle(row: dict, index: int) -> dict:
-        options = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
-        choices = [options[i] for i in orders[index]]
-        letter = "ABCD"[orders[index].index(0)]
+
+def released_preprocess(text: str | None) -> str:
+    """The released GPQA task's option cleaning, as it is (it also drops bracketed text such as `[1,2-c]` in IUPAC
+    names, which makes all four options of one diamond question read alike)."""
+    if text is None:
+        return " "
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
+
+def _simple_evals_layout(rows: datasets.Dataset, seed: int) -> list[tuple[list[str], str]]:
+    rng = random.Random(seed)
+    layout = []
+    for row in rows:
+        order = rng.sample(range(4), 4)
+        options = [row[f] for f in GPQA_FIELDS[1:]]  # Correct, Incorrect 1, 2, 3
+        layout.append(([options[i] for i in order], "ABCD"[order.index(0)]))
+    return layout
+
+
+def _released_layout(rows: datasets.Dataset, seed: int) -> list[tuple[list[str], str]]:
+    rng = random.Random(seed)  # the module-level random after lm-eval's random.seed(seed): the same stream
+    layout = []
+    for row in rows:
+        options = [released_preprocess(row[f]) for f in ("Incorrect Answer 1", "Incorrect Answer 2",
+                                                          "Incorrect Answer 3", "Correct Answer")]
+        rng.shuffle(options)
+        layout.append((options, "ABCD"[options.index(released_preprocess(row["Correct Answer"]))]))
+    return layout
+
+
+def shuffle_choices(rows: datasets.Dataset, shuffle: str = "simple_evals", seed: int = GPQA_SEED) -> datasets.Dataset:
+    """GPQA rows with the four options in the `shuffle` order (choice1..4) and the correct letter (answer)."""
+    layout_of = {"simple_evals": _simple_evals_layout, "released": _released_layout}[check_gpqa_shuffle(shuffle)]
+    layout = layout_of(rows.select_columns(list(GPQA_FIELDS[1:])), seed)
+
+    def lay_out(_: dict, index: int) -> dict:
+        choices, letter = layout[index]
         return {**{f"choice{j + 1}": c for j, c in enumerate(choices)}, "answer": letter}
 
-    return rows.map(shuffle, with_indices=True)
+    return rows.map(lay_out, with_indices=True)
 
 
 def _metric(name: str) -> dict:
@@ -162,21 +230,40 @@ def sampling_filters(repeats: int) -> list[dict]:
     return [{"name": "none", "filter": [{"function": "take_first_k", "k": repeats}]}]
 
 
+def benchmark_of(task: str) -> str | None:
+    """The benchmark (a BENCHMARKS name) a task yaml of ours reads, from its custom_dataset loader."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from reasoning_sae.lm_eval import task_dir
+
+    path = task_dir() / f"{task}.yaml"
+    loader = load_yaml(path, resolve_func=True).get("custom_dataset") if path.is_file() else None
+    name = getattr(loader, "__name__", "").removeprefix("load_")
+    return name if name in BENCHMARKS else None
+
+
 def task_config(
     name: str,
     local_path: str | Path | None = None,
     max_gen_toks: int | None = None,
     repeats: int | None = None,
+    grading: str | None = None,
+    verifier: Mapping | None = None,
+    gpqa_shuffle: str | None = None,
+    gpqa_seed: int | None = None,
     **dataset_kwargs: Any,
 ) -> dict:
     """A complete lm-eval task config (a dict for `simple_evaluate(tasks=[...])`) from our yaml, with overrides.
 
     local_path: a local copy in the hub schema (.jsonl/.json/.csv) instead of the hub dataset.
     repeats: samples per problem; the metrics become pass@1 and maj@k for k in maj_ks(repeats).
+    grading, verifier: how answers are graded (grading.py; checked here, so before any model loads).
+    gpqa_shuffle, gpqa_seed: the order of GPQA's options (GPQA_SHUFFLES; ignored by other tasks, but checked).
     dataset_kwargs: passed to `load_benchmark`, e.g. demo_size and demo_seed for reasoning_demo.
     """
     from lm_eval.tasks._yaml_loader import load_yaml
 
+    from reasoning_sae.evaluate.grading import Grading
     from reasoning_sae.lm_eval import task_dir
 
     path = task_dir() / f"{name}.yaml"
@@ -187,6 +274,13 @@ def task_config(
     extra = {**(cfg.get("dataset_kwargs") or {}), **dataset_kwargs}
     if local_path is not None:
         extra["local_path"] = str(Path(local_path).expanduser().resolve())
+    if grading is not None or verifier is not None:
+        spec = Grading.from_settings(grading, verifier)
+        extra.update(grading=spec.mode, **({"verifier": spec.verifier.as_dict()} if spec.verifier else {}))
+    if gpqa_shuffle is not None:
+        check_gpqa_shuffle(gpqa_shuffle)
+    if benchmark_of(name) == "gpqa_diamond_openai":
+        extra.update({k: v for k, v in (("gpqa_shuffle", gpqa_shuffle), ("gpqa_seed", gpqa_seed)) if v is not None})
     cfg["dataset_kwargs"] = extra or None
     if max_gen_toks is not None:
         cfg["generation_kwargs"] = {**cfg["generation_kwargs"], "max_gen_toks": int(max_gen_toks)}

@@ -118,6 +118,8 @@ class Context:
         sc, bc = self.cfg.steering, self.cfg.benchmark
         steering = {"sae": self.inputs.get("sae"), "mode": sc.mode, "positions": sc.positions,
                     "f_max": f_max_for(self.cfg, cell.features)} if cell.features else None
+        if steering and sc.get("site", "resid_post") != "resid_post":  # absent for resid_post: old cells keep keys
+            steering["site"] = sc.site
         data = bc.data_files.get(cell.task) if bc.data_files else None
         context = {"model": OmegaConf.to_container(self.cfg.model, resolve=True), "steering": steering,
                    "ban": self.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope if cell.ban else None,
@@ -126,7 +128,7 @@ class Context:
                    "seed": self.cfg.seed, "version": __version__}
         if bc.engine != "hf":  # absent for hf, so the HF cells keep their keys; a vLLM cell never reuses an HF one
             context["engine"] = {"name": bc.engine, "max_model_len": bc.get("max_model_len")}
-        return context
+        return {**context, **fidelity_key(self.cfg, cell.task)}
 
     @functools.cached_property
     def steer_layer(self) -> int:
@@ -142,7 +144,7 @@ def model_for(ctx: Context, cell: Cell):
     if cell.features:
         steering = {"sae": str(sae_path(cfg)), "features": list(cell.features), "gamma": cell.gamma,
                     "mode": cfg.steering.mode, "positions": cfg.steering.positions,
-                    "f_max": f_max_for(cfg, cell.features)}
+                    "f_max": f_max_for(cfg, cell.features), "site": cfg.steering.get("site", "resid_post")}
     ban = {"ban": ctx.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope} if cell.ban else {}
     if bc.engine == "vllm":
         from reasoning_sae.lm_eval.vllm import SteeredVLLM
@@ -190,12 +192,42 @@ def vllm_engine_args(ctx: Context) -> dict:
     return args
 
 
+def fidelity_settings(cfg: DictConfig) -> dict:
+    """benchmark.grading, .verifier, .gpqa_shuffle and .gpqa_seed as task_config takes them (defaults where unset)."""
+    from reasoning_sae.evaluate.benchmarks import GPQA_SEED
+
+    bc = cfg.benchmark
+    verifier, seed = bc.get("verifier"), bc.get("gpqa_seed", GPQA_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UserError(f"benchmark.gpqa_seed={seed!r}: give an integer (both reference orders use 0)")
+    return {"grading": bc.get("grading") or "math_verify",
+            "verifier": OmegaConf.to_container(verifier, resolve=True) if verifier is not None else None,
+            "gpqa_shuffle": bc.get("gpqa_shuffle") or "simple_evals", "gpqa_seed": seed}
+
+
+def fidelity_key(cfg: DictConfig, task: str) -> dict:
+    """The grading and (for GPQA) option order in a cell's key; absent at their defaults, so older cells keep their
+    keys, and cells graded or ordered differently never reuse each other."""
+    from reasoning_sae.evaluate.benchmarks import GPQA_SEED, benchmark_of
+    from reasoning_sae.evaluate.grading import Grading
+
+    settings, key = fidelity_settings(cfg), {}
+    grading = Grading.from_settings(settings["grading"], settings["verifier"]).key()
+    if grading is not None:
+        key["grading"] = grading
+    order = (settings["gpqa_shuffle"], settings["gpqa_seed"])
+    if benchmark_of(task) == "gpqa_diamond_openai" and order != ("simple_evals", GPQA_SEED):
+        key["gpqa_order"] = dict(zip(("shuffle", "seed"), order))
+    return key
+
+
 def task_spec(cfg: DictConfig, task: str):
     from reasoning_sae.evaluate.benchmarks import task_config
 
     bc = cfg.benchmark
     local = bc.data_files.get(task) if bc.data_files else None
-    return task_config(task, local_path=local, max_gen_toks=bc.max_gen_toks, repeats=bc.repeats)
+    return task_config(task, local_path=local, max_gen_toks=bc.max_gen_toks, repeats=bc.repeats,
+                       **fidelity_settings(cfg))
 
 
 def cell_dir(cfg: DictConfig, ctx: Context, cell: Cell) -> Path:
@@ -273,6 +305,9 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
         if local:
             load_local(task, local)
     if any(c.features for c in grid_cells):
+        from reasoning_sae.steering import check_site
+
+        check_site(cfg.steering.get("site", "resid_post"))
         d_sae = json.loads((sae_path(cfg) / "cfg.json").read_text())["d_sae"]
         check_feature_ids([f for c in grid_cells for f in c.features], d_sae, "steering.features")
     if bc.engine == "vllm":

@@ -1,5 +1,6 @@
 import json
 import random
+from collections import Counter
 
 import datasets
 import pytest
@@ -129,3 +130,111 @@ def test_task_config_rejects_bad_input():
         task_config("math-500")
     with pytest.raises(UserError, match="repeats must be >= 1"):
         task_config("math500", repeats=0)
+
+
+def simple_evals_examples(csv_path, n_repeats: int = 4) -> list[dict]:
+    """OpenAI simple-evals' GPQAEval.__init__ (gpqa_eval.py, openai/simple-evals @ ee3b031), with its CSV read from
+    the local copy instead of its URL: one permutation per example and repeat, drawn from random.Random(0)."""
+    import pandas
+
+    df = pandas.read_csv(csv_path)
+    examples = [row.to_dict() for _, row in df.iterrows()]
+    rng = random.Random(0)
+    examples = examples * n_repeats
+    return [example | {"permutation": rng.sample(range(4), 4)} for example in examples]
+
+
+def released_process_docs(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The released task's process_docs (AIRI-Institute/SAE-Reasoning @ 2cbfbff,
+    evaluation/lm-evaluation-harness/lm_eval/tasks/gpqa/openai/utils.py), verbatim: Python's global random."""
+    import re
+
+    def preprocess(text):
+        if text is None:
+            return " "
+        text = text.strip()
+        text = text.replace(" [title]", ". ")
+        text = re.sub("\\[.*?\\]", "", text)
+        text = text.replace("  ", " ")
+        return text
+
+    def _process_doc(doc):
+        choices = [
+            preprocess(doc["Incorrect Answer 1"]),
+            preprocess(doc["Incorrect Answer 2"]),
+            preprocess(doc["Incorrect Answer 3"]),
+            preprocess(doc["Correct Answer"]),
+        ]
+
+        random.shuffle(choices)
+        correct_answer_index = choices.index(preprocess(doc["Correct Answer"]))
+
+        out_doc = {
+            "choice1": choices[0],
+            "choice2": choices[1],
+            "choice3": choices[2],
+            "choice4": choices[3],
+            "choices": [choices[0], choices[1], choices[2], choices[3]],
+            "answer": f"{chr(65 + correct_answer_index)}",
+        }
+        return out_doc
+
+    return dataset.map(_process_doc, load_from_cache_file=False)
+
+
+def _layout(rows) -> list[tuple[list[str], str]]:
+    return [([row[f"choice{i}"] for i in (1, 2, 3, 4)], row["answer"]) for row in rows]
+
+
+def test_gpqa_simple_evals_order_is_simple_evals_on_the_real_copy():
+    path = shared_data("gpqa_diamond/gpqa_diamond.csv")
+    ours = load_benchmark("gpqa_diamond_openai", local_path=str(path))["train"]
+    assert ours.to_list() == load_benchmark("gpqa_diamond_openai", local_path=str(path), gpqa_shuffle="simple_evals",
+                                            gpqa_seed=0)["train"].to_list()  # the default
+    examples = simple_evals_examples(path)
+    assert len(ours) == 198 and len(examples) == 4 * 198
+    for row, example in zip(ours, examples[:198]):  # simple-evals' first repeat; lm-eval's repeats share one prompt
+        assert row["Question"] == example["Question"]
+        options = [example["Correct Answer"], example["Incorrect Answer 1"], example["Incorrect Answer 2"],
+                   example["Incorrect Answer 3"]]
+        choices = [options[i] for i in example["permutation"]]
+        assert [row[f"choice{i}"] for i in (1, 2, 3, 4)] == choices
+        assert row["answer"] == "ABCD"[choices.index(example["Correct Answer"])]  # simple-evals' correct letter
+        assert row[f"choice{'ABCD'.index(row['answer']) + 1}"] == row["Correct Answer"]
+    assert sorted(Counter(ours["answer"]).values()) == [47, 47, 48, 56]  # every letter used, none dominant
+
+
+def test_gpqa_released_order_is_the_released_process_docs_after_lm_evals_seeding():
+    path = shared_data("gpqa_diamond/gpqa_diamond.csv")
+    raw = load_local("gpqa_diamond_openai", path)
+    state = random.getstate()
+    try:
+        for seed in (0, 1234):
+            random.seed(seed)  # lm-eval's simple_evaluate: random.seed(random_seed) before it builds the tasks
+            reference = released_process_docs(raw)
+            ours = shuffle_choices(raw, "released", seed)
+            assert _layout(ours) == _layout(reference)
+    finally:
+        random.setstate(state)
+    ours = load_benchmark("gpqa_diamond_openai", local_path=str(path), gpqa_shuffle="released")["train"]
+    assert _layout(ours) == _layout(shuffle_choices(raw, "released", 0))
+    from reasoning_sae.evaluate.benchmarks import released_preprocess
+
+    for row in ours:  # the letter shows the (cleaned) correct option; in row 171 cleaning makes all four alike
+        assert row[f"choice{'ABCD'.index(row['answer']) + 1}"] == released_preprocess(row["Correct Answer"])
+    alike = [i for i, row in enumerate(ours) if len({row[f"choice{k}"] for k in (1, 2, 3, 4)}) == 1]
+    assert alike == [171]
+    assert _layout(ours) != _layout(shuffle_choices(raw))  # the two settings really differ
+
+
+def test_gpqa_settings_are_checked_and_reach_only_gpqa_tasks(tmp_path):
+    with pytest.raises(UserError, match=r"^unknown benchmark.gpqa_shuffle 'openai': use one of simple_evals, released"):
+        task_config("math500", gpqa_shuffle="openai")
+    cfg = task_config("gpqa_diamond_openai_maj4", grading="strict", gpqa_shuffle="released", gpqa_seed=1234)
+    assert cfg["dataset_kwargs"] == {"grading": "strict", "gpqa_shuffle": "released", "gpqa_seed": 1234}
+    cfg = task_config("math500", grading="strict", gpqa_shuffle="released", gpqa_seed=1234)
+    assert cfg["dataset_kwargs"] == {"grading": "strict"}
+    with pytest.raises(UserError, match="unknown benchmark.grading"):
+        task_config("math500", grading="llm-judge")
+    demo = load_benchmark("reasoning_demo", demo_size=3, grading="strict")["test"]
+    assert json.loads(demo[0]["grading"]) == {"mode": "strict", "verifier": None}

@@ -151,3 +151,46 @@ def test_the_maj4_yaml_variant_runs_by_name(manager):
         model=CannedLM(), tasks=["reasoning_demo_maj4"], task_manager=manager, limit=5, bootstrap_iters=0
     )["results"]["reasoning_demo_maj4"]
     assert results["pass@1,none"] == 0.5 and results["maj@4,none"] == 1.0
+
+
+class DfracLM(CannedLM):
+    """Answers every problem with its gold answer boxed, \\frac written \\dfrac (equal, but not the same string)."""
+
+    def generate_until(self, requests) -> list[str]:
+        return [f"\\boxed{{{r.doc['answer'].replace('frac', 'dfrac')}}}" for r in requests]
+
+
+def test_the_grading_setting_reaches_process_results_in_simple_evaluate(manager):
+    path = shared_data("math500/test.jsonl")
+    rates = {}
+    for grading in ("math_verify", "strict"):
+        results = lm_eval.simple_evaluate(
+            model=DfracLM(), tasks=[task_config("math500", local_path=path, grading=grading)], task_manager=manager,
+            limit=3, bootstrap_iters=0, log_samples=True)
+        rates[grading] = results["results"]["math500"]["pass@1,none"]
+        logged = results["samples"]["math500"][0]["doc"]["grading"]
+        assert json.loads(logged)["mode"] == grading  # the samples record how they were graded
+    assert rates == {"math_verify": 1.0, "strict": pytest.approx(1 / 3)}  # 2 of the 3 golds contain \frac
+
+
+def test_grading_and_gpqa_order_through_lm_eval_metadata():
+    """What `lm_eval --metadata '{"local_path": ..., "grading": "strict", "gpqa_shuffle": "released"}'` does."""
+    aime = shared_data("aime24/test.jsonl")
+    gpqa = shared_data("gpqa_diamond/gpqa_diamond.csv")
+    tasks = {}
+    for metadata in ({}, {"grading": "strict", "gpqa_shuffle": "released"}):
+        for name, path in (("aime24_nofigures", aime), ("gpqa_diamond_openai", gpqa)):
+            loader = TaskManager(include_path=str(task_dir()), include_defaults=False,
+                                 metadata={"local_path": str(path), **metadata})
+            tasks[name, bool(metadata)] = loader.load(name)["tasks"][name]
+    for strict, expected in ((True, 0.0), (False, 1.0)):  # the released pattern keeps the newline; math_verify does not
+        task = tasks["aime24_nofigures", strict]
+        doc = next(d for d in task.eval_docs if d["answer"] == "023")
+        assert task.process_results(doc, ["Answer: 23\n"])["pass@1"] == expected
+    from reasoning_sae.evaluate.benchmarks import load_local, shuffle_choices
+
+    raw = load_local("gpqa_diamond_openai", gpqa)
+    for released, shuffle in ((False, "simple_evals"), (True, "released")):
+        docs = list(tasks["gpqa_diamond_openai", released].eval_docs)
+        assert [d["answer"] for d in docs] == shuffle_choices(raw, shuffle)["answer"]
+        assert [d["choice1"] for d in docs] == shuffle_choices(raw, shuffle)["choice1"]

@@ -2,11 +2,12 @@
 
 import datasets
 
-from reasoning_sae.evaluate import answers
-from reasoning_sae.evaluate.benchmarks import GPQA_PROMPT, MATH_PROMPT, load_benchmark, shuffle_choices
+from reasoning_sae.evaluate import grading
+from reasoning_sae.evaluate.benchmarks import GPQA_PROMPT, MATH_PROMPT, load_benchmark
 
 
-# custom_dataset: lm-eval calls these with the task's metadata and dataset_kwargs (local_path, demo_size, ...).
+# custom_dataset: lm-eval calls these with the task's metadata and dataset_kwargs (local_path, demo_size, grading,
+# verifier, gpqa_shuffle, gpqa_seed, ...); GPQA's options are laid out there and every row carries its grading.
 def load_aime24_nofigures(**kwargs) -> datasets.DatasetDict:
     return load_benchmark("aime24_nofigures", **kwargs)
 
@@ -21,10 +22,6 @@ def load_gpqa_diamond_openai(**kwargs) -> datasets.DatasetDict:
 
 def load_reasoning_demo(**kwargs) -> datasets.DatasetDict:
     return load_benchmark("reasoning_demo", **kwargs)
-
-
-def process_docs_gpqa(rows: datasets.Dataset) -> datasets.Dataset:
-    return shuffle_choices(rows)
 
 
 def doc_to_text_math(doc: dict) -> str:
@@ -44,14 +41,14 @@ def _samples(results: list) -> list[str]:
     return list(results[0]) if isinstance(results[0], list) else list(results)
 
 
+# process_results: graded as the document's `grading` field says (reasoning_sae.evaluate.grading).
 def process_results_math(doc: dict, results: list) -> dict[str, float]:
-    return answers.score_samples(_samples(results), str(doc["answer"])).metrics()
+    return grading.score_math(doc, _samples(results)).metrics()
 
 
 def process_results_demo(doc: dict, results: list) -> dict[str, float]:
-    return answers.score_samples(_samples(results), str(doc["answer"]), extract=answers.extract_lenient).metrics()
+    return grading.score_math(doc, _samples(results), lenient=True).metrics()
 
 
 def process_results_gpqa(doc: dict, results: list) -> dict[str, float]:
-    scores = answers.score_samples(_samples(results), doc["answer"], answers.extract_choice, answers.same_letter)
-    return scores.metrics()
+    return grading.score_choice(doc, _samples(results)).metrics()
