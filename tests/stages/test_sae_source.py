@@ -54,3 +54,11 @@ def test_paper_feature_ids_on_a_small_sae_fail_before_the_model_loads(compose, t
     with pytest.raises(UserError, match=r"steering.features names features \[3942, 4395\] but the SAE has 64 "
                                         r"\(0..63\).*sae_source=paper_release"):
         evaluate.run(cfg)
+
+
+def test_paper_released_steering_its_top_features_needs_their_scores(compose):
+    cfg = compose("evaluate", ("experiment=paper_released", "steering.features=top"))
+    with pytest.raises(UserError, match=r"no score artifact at .*paper_released/score/top_features.json: run the "
+                                        r"score stage first"):
+        evaluate.run(cfg)
+    assert not (Path(cfg.paths.artifacts) / "paper_released").exists()
