@@ -3,6 +3,7 @@ munge, started here as root by docker/slurm/one_node_cluster.sh; skipped with th
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,7 @@ def test_a_slurm_sweep_runs_each_job_through_sbatch(slurm_cluster, corpus_root, 
                 "hydra.launcher.timeout_min=20")
     root = corpus_root.parent / "slurm"
     subprocess.run(["cp", "-r", str(corpus_root), str(root)], check=True)
+    shutil.rmtree(root / "demo" / "multirun", ignore_errors=True)  # the corpus only, not another test's sweep
     sweep = _cli(["train", "-m", *tiny(tiny_llama_dir), "hydra/launcher=slurm", *cpu_jobs, "sae.l1_coefficient=1,5"],
                  root)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
