@@ -53,6 +53,7 @@ def reproduce(cfg) -> None:
             log.info("reproduce: %s left out (%s)", stage, leave_out[stage])
             continue
         start = time.time()
+        os.environ[STAGE_ENV] = stage  # the other DDP ranks of the train stage run that stage alone
         run_stage(stage, cfg)
         timings.append((stage, time.time() - start))
     print("\nstage           seconds")

@@ -38,6 +38,8 @@ class SourceConfig:
     """Share of the training mix's sequences taken from this source (fractions sum to 1)."""
     seed: int = 0
     """Generator seed for demo sources."""
+    streaming: bool = False
+    """Hub sources: stream and keep the first `rows` rows instead of downloading the whole dataset (SlimPajama)."""
     final_eos: bool = False
     """lmsys, r1 format: end the last assistant turn with <｜end▁of▁sentence｜> too (the released code does not)."""
     extra: dict = field(default_factory=dict)
@@ -86,12 +88,18 @@ def _local(path: Path, cfg: SourceConfig) -> datasets.Dataset:
 
 
 def _hub(cfg: SourceConfig) -> datasets.Dataset:
+    if cfg.streaming and not cfg.rows:
+        raise UserError(f"data source {cfg.path!r} streams (streaming: true): set its rows to how many to keep")
     if not hub_reachable():
         raise UserError(
             f"cannot download dataset {cfg.path!r}: the Hugging Face Hub is unreachable (offline); on a machine "
             f"with network save it with datasets' save_to_disk (or as .parquet/.jsonl) and set its path to that copy"
         )
-    return datasets.load_dataset(cfg.path, cfg.name, split=cfg.split, revision=cfg.revision, **cfg.extra)
+    if not cfg.streaming:
+        return datasets.load_dataset(cfg.path, cfg.name, split=cfg.split, revision=cfg.revision, **cfg.extra)
+    stream = datasets.load_dataset(cfg.path, cfg.name, split=cfg.split, revision=cfg.revision, streaming=True,
+                                   **cfg.extra)
+    return datasets.Dataset.from_generator(lambda: iter(stream.take(cfg.rows)))
 
 
 def load_source(cfg: SourceConfig) -> datasets.Dataset:

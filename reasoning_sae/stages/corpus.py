@@ -111,12 +111,14 @@ def build(cfg: DictConfig, out: Path) -> dict:
     sources = source_configs(data)
     if data.scoring.source not in sources:
         raise UserError(f"data.scoring.source={data.scoring.source!r} is not one of the sources {sorted(sources)}")
-    mixed = sources if data.get("train_mix", True) else {}  # only the scoring source is read otherwise
+    # Only the sources the mix takes from (fraction > 0) and the scoring source are read: a source at fraction 0
+    # (the paper's SlimPajama, read only by the model-diffing stages) is never downloaded for the main corpus.
+    mixed = {n: s for n, s in sources.items() if s.fraction > 0} if data.get("train_mix", True) else {}
     rows = {name: load_source(src) for name, src in {**mixed, data.scoring.source: sources[data.scoring.source]}.items()}
     packed = {name: pack_texts(as_texts(rows[name], src, model_cfg.chat_format, tokenizer), f"pack {name}")
               for name, src in mixed.items()}
     train = None
-    if mixed:
+    if data.get("train_mix", True):
         train = training_mix(packed, {n: s.fraction for n, s in sources.items()}, data.context_size,
                              data.training_tokens, data.shuffle_seed)
         train.save_to_disk(str(out / "train"))

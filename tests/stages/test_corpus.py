@@ -133,3 +133,20 @@ def test_without_the_training_mix_only_the_scoring_corpus_is_built(compose):
     assert json.loads((out / "meta.json").read_text())["summary"]["train_sequences"] == 0
     with pytest.raises(UserError, match=r"no training mix \(data.train_mix=false\): rerun it with data.train_mix=true"):
         train.run(compose("train", (*SMALL, "data.train_mix=false")))
+
+
+def test_a_source_outside_the_mix_is_never_read(compose):
+    never = "+data.sources.web={format: text, path: /nonexistent/slimpajama.jsonl, fraction: 0.0}"
+    out = corpus.run(compose("corpus", (*SMALL, never)))
+    assert set(json.loads((out / "meta.json").read_text())["summary"]["available_sequences_by_source"]) == {
+        "reasoning", "chat"}
+    with pytest.raises(UserError, match=r"data source '/nonexistent/slimpajama.jsonl' does not exist"):
+        corpus.run(compose("corpus", (*SMALL, never.replace("0.0", "0.5"), "data.sources.chat.fraction=0.0",
+                                      "force=true")))
+
+
+def test_a_streamed_hub_source_needs_its_row_count():
+    from reasoning_sae.data.sources import SourceConfig, _hub
+
+    with pytest.raises(UserError, match=r"streams \(streaming: true\): set its rows"):
+        _hub(SourceConfig(format="text", path="cerebras/SlimPajama-627B", streaming=True))
