@@ -58,10 +58,14 @@ def label(trajectory: str) -> str:
 
 
 def given_saes(cfg: DictConfig) -> dict[str, str]:
-    """SAE directories named in the config: trajectory name or `L<layer>` -> path."""
+    """SAE directories named in the config for the trajectories and layers this run uses: name or `L<layer>` -> path
+    (a config may name SAEs for more layers than diff.crosslayer.layers picks)."""
     dc = cfg.diff
-    return {**{str(t): str(p) for t, p in dc.stagewise.saes.items()},
-            **{f"L{int(layer)}": str(p) for layer, p in dc.crosslayer.saes.items()}}
+    trajectories = {str(t) for t in dc.stagewise.trajectories or []}
+    layers = None if dc.crosslayer.layers is None else {int(layer) for layer in dc.crosslayer.layers}
+    return {**{str(t): str(p) for t, p in dc.stagewise.saes.items() if str(t) in trajectories},
+            **{f"L{int(layer)}": str(p) for layer, p in dc.crosslayer.saes.items()
+               if layers is None or int(layer) in layers}}
 
 
 def config_key(name: str) -> str:
@@ -73,8 +77,8 @@ def inputs(cfg: DictConfig) -> dict[str, str]:
     ins = {**upstream_inputs(cfg, UPSTREAM), **sae_inputs(cfg)}
     for name, path in given_saes(cfg).items():
         if not (Path(path) / "cfg.json").is_file():
-            raise UserError(f"{config_key(name)}={path} is not an SAE directory (no cfg.json): train it first (the "
-                            f"commands are in the diff block of conf/experiment/paper.yaml) or fix the path")
+            raise UserError(f"{config_key(name)}={path} is not an SAE directory (no cfg.json): train it first "
+                            f"(python -m reasoning_sae.diff.saes with this run's overrides) or fix the path")
         ins[f"sae:{name}"] = path_fingerprint(path)
     return ins
 

@@ -150,7 +150,9 @@ def test_paper_experiment_reads_the_paper_saes(compose):
     models = {k: model_config(str(v.model)).name for k, v in dc.stagewise.stages.items()}
     assert models == {"S": "meta-llama/Llama-3.1-8B", "D": "meta-llama/Llama-3.1-8B",
                       "M": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "F": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"}
-    assert "SlimPajama" in dc.stagewise.stages.S.source and "OpenThoughts" in dc.stagewise.stages.F.source
+    sources = {k: cfg.data.sources[v.source].path for k, v in dc.stagewise.stages.items()}
+    assert sources == {"S": "cerebras/SlimPajama-627B", "D": "open-thoughts/OpenThoughts-114k",
+                       "M": "cerebras/SlimPajama-627B", "F": "open-thoughts/OpenThoughts-114k"}
     assert set(dc.stagewise.saes) == set(dc.stagewise.trajectories) and set(dc.crosslayer.saes) == {13, 15, 17, 21, 23}
     assert dc.crosslayer.saes[13].endswith("paper/layers/L13/train/sae")
 
