@@ -30,21 +30,40 @@ def openthoughts_rows() -> list[dict]:
     return rows
 
 
+def slimpajama_rows() -> list[dict]:
+    """General web-like text in SlimPajama's schema ({text}): the Arena-Hard questions and GPT-4's answers (no
+    SlimPajama sample is in ../shared/data; this is the base-model data of the diffing stages S and M)."""
+    rows = []
+    for chat in _real_chat_rows():
+        rows.append({"text": "\n\n".join(m["content"] for m in chat["conversation"]),
+                     "meta": {"redpajama_set_name": "arena_hard"}})
+    return rows
+
+
 def local_data(folder: Path) -> tuple[str, ...]:
     """The data overrides: local copies of the hub datasets and benchmarks."""
     folder.mkdir(parents=True, exist_ok=True)
     reasoning = _write_jsonl(folder / "openthoughts_metadata.jsonl", openthoughts_rows())
     chat = _write_jsonl(folder / "lmsys_chat.jsonl", _real_chat_rows())
+    web = _write_jsonl(folder / "slimpajama.jsonl", slimpajama_rows())
     files = {"aime24_nofigures": shared_data("aime24/test.jsonl"), "math500": shared_data("math500/test.jsonl"),
              "gpqa_diamond_openai": shared_data("gpqa_diamond/gpqa_diamond.csv")}
     return (f"data.sources.reasoning.path={reasoning}", f"data.sources.chat.path={chat}",
+            f"data.sources.slimpajama.path={web}",
             "+benchmark.data_files={" + ",".join(f"{k}:{v}" for k, v in files.items()) + "}")
 
 
-MODEL = ("model=smollm2-135m-instruct", "model.layer=19")
+MODEL = ("model=smollm2-135m-instruct", "model.layer=19",
+         *(f"diff.stagewise.stages.{s}.model=smollm2-135m-instruct" for s in "SDMF"))
 SIZES = ("data.context_size=128", "data.training_tokens=null", "data.scoring.docs=24", "data.scoring.sequences=48",
          "data.num_proc=1", "benchmark.limit=1", "benchmark.repeats=2", "benchmark.max_gen_toks=16",
          "benchmark.max_model_len=2048", "benchmark.word_ban.seeds=[0]")
+# experiment=paper's SAE and diffing at miniature size (the paper's own lr, schedule and init), trained with DDP on
+# two CPU processes as trainer=ddp does on GPUs.
+TRAIN = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "sae.d_sae=512", "sae.training_tokens=20480",
+         "sae.batch_size_tokens=256", "sae.n_batches_in_buffer=4", "sae.store_batch_size_prompts=4",
+         "sae.eval_sequences=4", "sae.log_every=10", "score.top_k=16", "steering.top_n=2",
+         "diff.crosslayer.layers=[17,21]", "diff.crosslayer.sequences=8", "diff.random_features=20")
 
 
 def run(args, env: dict, timeout: int = 1800) -> subprocess.CompletedProcess:
