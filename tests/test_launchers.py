@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,5 +82,9 @@ def test_a_slurm_sweep_runs_each_job_through_sbatch(slurm_cluster, corpus_root, 
     assert _sweep_outputs(root) == [1.0, 5.0]
     (submission,) = root.glob("demo/multirun/train/*/.submitit/*/*_submission.sh")  # one sbatch: a 2-task array
     assert "#SBATCH --array=0-1" in submission.read_text()
-    tasks = subprocess.run(["scontrol", "show", "job", submission.parent.name], capture_output=True, text=True)
+    for _ in range(60):  # submitit returns on the job's result file; slurmctld marks the tasks done a moment later
+        tasks = subprocess.run(["scontrol", "show", "job", submission.parent.name], capture_output=True, text=True)
+        if "JobState=RUNNING" not in tasks.stdout and "JobState=COMPLETING" not in tasks.stdout:
+            break
+        time.sleep(1)
     assert tasks.stdout.count("JobState=COMPLETED") == 2, tasks.stdout
