@@ -15,12 +15,12 @@ import httpx
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.verifier_prompts import GPQA_CHOICE, GPQA_QUESTION, MATH_EQUIVALENCE
+from reasoning_sae.interpret.explainer import RETRY_STATUS, post_with_retries  # one retry loop for both
 
 log = logging.getLogger(__name__)
 OPENROUTER = "https://openrouter.ai/api/v1"
 RELEASED_MODEL = "meta-llama/llama-3.3-70b-instruct"
 ENV_MODEL = "PROCESSOR"  # the released code's variable naming the verifier model (and switching the verifier on)
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _INTEGER = re.compile(r"(?<![\w.])-?\d+(?!\w|\.\d)")
 _LETTER = re.compile(r"\b([A-D])\b")
 _DECORATION = "*_`'\"()[]{}.:;, \t"
@@ -163,20 +163,10 @@ class Verifier:
         return None
 
     def _post(self, body: dict) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         cfg = self.config
-        with httpx.Client(timeout=cfg.timeout) as client:
-            for attempt in range(cfg.retries + 1):
-                try:
-                    response = client.post(cfg.url, json=body, headers=headers)
-                    if response.status_code not in RETRY_STATUS or attempt == cfg.retries:
-                        break
-                except httpx.TransportError as err:
-                    if attempt == cfg.retries:
-                        raise UserError(f"cannot reach the verifier at {cfg.url} ({type(err).__name__}: "
-                                        f"{_snippet(err)}): check benchmark.verifier.base_url and that the server "
-                                        f"is up") from None
-                time.sleep(cfg.backoff * 2**attempt)
+        response = post_with_retries(cfg.url, body, self._api_key, cfg.timeout, cfg.retries, cfg.backoff,
+                                     f"the verifier at {cfg.url}",
+                                     "check benchmark.verifier.base_url and that the server is up")
         if response.is_error:
             raise UserError(self._http_error(response))
         return response

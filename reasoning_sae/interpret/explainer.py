@@ -13,13 +13,31 @@ from reasoning_sae.errors import UserError
 
 log = logging.getLogger(__name__)
 ENV_BASE_URL, ENV_MODEL, DEFAULT_MODEL = "OPENAI_BASE_URL", "REASONING_SAE_EXPLAINER_MODEL", "gpt-4o"
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 def endpoint(cfg: Mapping) -> tuple[str | None, str]:
     """(base URL, model) from the config, falling back to $OPENAI_BASE_URL and $REASONING_SAE_EXPLAINER_MODEL."""
     base_url = cfg.get("base_url") or os.environ.get(ENV_BASE_URL) or None
     return base_url, cfg.get("model") or os.environ.get(ENV_MODEL) or DEFAULT_MODEL
+
+
+def post_with_retries(url: str, body: dict, api_key: str | None, timeout: float, retries: int, backoff: float,
+                      what: str, fix: str) -> httpx.Response:
+    """POST a chat-completions request, retrying connection errors and RETRY_STATUS answers with exponential
+    backoff; the last answer is returned whatever its status (callers word their own HTTP errors)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(timeout=timeout) as client:
+        for attempt in range(retries + 1):
+            try:
+                response = client.post(url, json=body, headers=headers)
+                if response.status_code not in RETRY_STATUS or attempt == retries:
+                    return response
+            except httpx.TransportError as err:
+                if attempt == retries:
+                    raise UserError(f"cannot reach {what} ({type(err).__name__}: {_snippet(err)}): {fix}") from None
+            time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _snippet(text: str, limit: int = 200) -> str:
@@ -67,19 +85,9 @@ class Explainer:
         return self._content(self._post(body))
 
     def _post(self, body: dict) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        with httpx.Client(timeout=self.timeout) as client:
-            for attempt in range(self.retries + 1):
-                try:
-                    response = client.post(self.url, json=body, headers=headers)
-                    if response.status_code not in RETRY_STATUS or attempt == self.retries:
-                        break
-                except httpx.TransportError as err:
-                    if attempt == self.retries:
-                        raise UserError(f"cannot reach the explainer at {self.url} ({type(err).__name__}: "
-                                        f"{_snippet(err)}): check explainer.base_url, that the server is up, "
-                                        f"and explainer.timeout={self.timeout:g} s") from None
-                time.sleep(self.backoff * 2 ** attempt)
+        response = post_with_retries(self.url, body, self.api_key, self.timeout, self.retries, self.backoff,
+                                     f"the explainer at {self.url}", f"check explainer.base_url, that the server "
+                                     f"is up, and explainer.timeout={self.timeout:g} s")
         if response.is_error:
             raise UserError(self._http_error(response))
         return response
