@@ -12,7 +12,7 @@ TORCH_PIN := $(shell grep -o -m1 '^torch==[^ ;]*' requirements.lock)
 LOCK_PIP_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu test test-all reproduce figures verify bench lock clean-artifacts
+.PHONY: help setup setup-gpu test test-all reproduce figures verify expectations bench lock clean-artifacts
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,20 @@ figures: setup  ## regenerate paper/figures, paper/tables and paper/REPORT.md fr
 
 verify: setup  ## check the figures and tables against their artifacts (and, for paper, the paper's numbers)
 	$(PY) -m reasoning_sae.figures.verify $(EXPERIMENT)
+
+# The reruns whose spread sets the tolerances of paper/expected/$(EXPERIMENT)/: two other seeds (SAE init, buffer
+# order, sampling), one thread instead of two, and the AVX2 kernels of MKL, oneDNN and ATen instead of AVX-512 (what
+# another x86 CPU runs; the last bits of every matmul change). Each is a whole reproduce (about 15 min on 2 cores).
+SPREAD := seed1 seed2 threads1 avx2
+SPREAD_ARGS_seed1 := seed=1 sae.seed=1
+SPREAD_ARGS_seed2 := seed=2 sae.seed=2
+SPREAD_ENV_threads1 := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+SPREAD_ENV_avx2 := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+expectations: setup  ## rerun EXPERIMENT under other seeds, threads and CPU kernels; rewrite paper/expected/EXPERIMENT/ (~1 h)
+	$(PY) -m reasoning_sae reproduce experiment=$(EXPERIMENT)
+	$(foreach run,$(SPREAD),$(SPREAD_ENV_$(run)) $(PY) -m reasoning_sae reproduce experiment=$(EXPERIMENT) \
+		experiment_name=$(EXPERIMENT)_$(run) figures.publish=false $(SPREAD_ARGS_$(run)) &&) true
+	$(PY) -m reasoning_sae.figures.expectations write $(EXPERIMENT) $(foreach run,$(SPREAD),--spread $(EXPERIMENT)_$(run))
 
 bench: setup  ## speed benchmarks, printed as ratios against named baselines
 	$(PY) -m reasoning_sae.bench

@@ -3,7 +3,8 @@
 A stage's output lives in `artifacts/<experiment>/<stage>/`. It is built in a temporary sibling directory and
 swapped in only when complete, so an interrupted run never leaves a half-written artifact. Beside the outputs,
 `config.yaml` holds the resolved config and `meta.json` the provenance: fingerprint (of the stage's config
-keys, its inputs and the package version), git commit, lock-file hash, seeds and timings.
+keys, its inputs and the package version), git commit, lock-file hash, seeds and timings; `MANIFEST.sha256` the
+sha256 of every file, checked by `make verify`.
 """
 
 import contextlib
@@ -21,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae import __version__
+from reasoning_sae.manifest import MANIFEST, write_manifest
 
 log = logging.getLogger(__name__)
 META = "meta.json"
@@ -141,6 +143,8 @@ def run_stage(
     fp = fingerprint(cfg, keys, inputs)
     if not cfg.get("force", False) and up_to_date(out, fp):
         log.info("%s: up to date (%s), skipped", stage, out)
+        if not (out / MANIFEST).is_file():  # written by a version without manifests
+            write_manifest(out)
         return out
     start = time.time()
     with atomic_dir(out) as tmp:
@@ -159,6 +163,7 @@ def run_stage(
             "seconds": round(time.time() - start, 2),
             "summary": summary,
         })
+        write_manifest(tmp)
     log.info("%s: wrote %s in %.1f s", stage, out, time.time() - start)
     return out
 

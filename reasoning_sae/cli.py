@@ -60,6 +60,27 @@ def reproduce(cfg) -> None:
     for stage, seconds in timings:
         print(f"{stage:<15} {seconds:8.1f}")
     print(f"{'total':<15} {sum(s for _, s in timings):8.1f}")
+    verdict = reproduction_verdict(cfg)
+    if verdict:
+        print(f"\n{verdict}")
+
+
+def reproduction_verdict(cfg) -> str | None:
+    """Whether this run reproduced the committed one (paper/expected/<experiment>/), when there is one."""
+    from reasoning_sae.figures import expectations
+    from reasoning_sae.figures.common import Artifacts
+    from reasoning_sae.figures.verify import Result
+
+    expected = expectations.load(cfg.experiment_name)
+    art = Artifacts(Path(cfg.paths.artifacts) / cfg.experiment_name)
+    if not expected or cfg.get("job_dir"):
+        return None
+    if expectations.other_model(art, expected):
+        return (f"paper/expected/{cfg.experiment_name} holds a run of {expectations.other_model(art, expected)}: this "
+                f"run of {expectations.run_model(art)} is not compared with it")
+    res = Result()
+    expectations.compare(res, art, expected)
+    return expectations.summary(res)
 
 
 def _discard_run_dir(artifacts_root: Path) -> None:

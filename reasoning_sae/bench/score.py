@@ -28,7 +28,6 @@ def run(lm, sae, n_sequences: int = 16, seq_len: int = 256, repeats: int = 3, ba
     ids_NS = scoring_tokens(lm, n_sequences, seq_len)
     hook = sae.hook_name(lm)
     words = tokenize_vocabulary(DEFAULT_VOCABULARY, lm.tokenizer)
-    ignore = torch.tensor([], dtype=torch.long)
 
     def ours():
         reason_scores(lm, sae, ids_NS, DEFAULT_VOCABULARY, ignore_token_ids=(), batch_sequences=batch_sequences)
@@ -45,7 +44,7 @@ def run(lm, sae, n_sequences: int = 16, seq_len: int = 256, repeats: int = 3, ba
             ids_BS = ids_NS[start : start + batch_sequences]
             acts_BSD = lm.activations(ids_BS, hook=hook)
             feats_BSF = torch.relu(acts_BSD @ sae.W_enc[:, cols] + sae.b_enc[cols])
-            sums = accumulate(feats_BSF.flatten(0, 1), set_masks(ids_BS, words, (2, 3), ignore).flatten(0, 1), sums)
+            sums = accumulate(feats_BSF.flatten(0, 1), set_masks(ids_BS, words, (2, 3), torch.ones_like(ids_BS, dtype=torch.bool)).flatten(0, 1), sums)
 
     seconds = median_seconds({"ours": ours, "floor": floor,
                               "released_2_minibatches": lambda: [released_minibatch(i * 48) for i in range(2)]},

@@ -16,6 +16,7 @@ REQUIRED_COLUMNS = {
     "text": ("text",),
 }
 DEMO_PREFIX = "demo:"
+DEMO_ROWS = 1000  # rows a demo source generates when `rows` is not set
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _demo(cfg: SourceConfig) -> datasets.Dataset:
     makers = {"reasoning": demo.reasoning_rows, "chat": demo.chat_rows}
     if kind not in makers:
         raise UserError(f"unknown demo source {cfg.path!r}: use demo:reasoning or demo:chat")
-    return datasets.Dataset.from_list(makers[kind](cfg.rows or 1000, seed=cfg.seed))
+    return datasets.Dataset.from_list(makers[kind](cfg.rows or DEMO_ROWS, seed=cfg.seed))
 
 
 def _empty_error(path: Path) -> UserError:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from reasoning_sae.models.positions import keep_mask
 from reasoning_sae.sae import SparseAutoencoder
 
 ELEMENTWISE = ("standard",)  # architectures whose activation acts per latent: a feature subset is a column slice
@@ -42,15 +43,14 @@ def encode_features(sae: SparseAutoencoder, x_ND: torch.Tensor, ids) -> torch.Te
 
 @torch.no_grad()
 def collect(lm, token_ids: np.ndarray, hooks: list[str], ignore_token_ids=(), batch_sequences: int = 8,
-            progress: bool = False) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-    """Activations at every hook [N, d_model] (special tokens dropped, float32 on the CPU) and the sequence each
+            progress: bool = False, sink_positions: int = 0) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """Activations at every hook [N, d_model] (special tokens and sink positions dropped, float32 on the CPU) and the sequence each
     vector comes from [N]."""
-    ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long)
     acts: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
     seqs = []
     row = 0
     for ids_BS in _batches(token_ids, batch_sequences, "diff: activations for training", progress):
-        keep_BS = ~torch.isin(ids_BS, ignore)
+        keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
         for hook, acts_BSD in lm.activations(ids_BS, hook=hooks).items():
             acts[hook].append(acts_BSD[keep_BS.to(acts_BSD.device)].float().cpu())
         seqs.append((torch.arange(row, row + len(ids_BS))[:, None].expand_as(ids_BS))[keep_BS].numpy())
@@ -60,7 +60,8 @@ def collect(lm, token_ids: np.ndarray, hooks: list[str], ignore_token_ids=(), ba
 
 @torch.no_grad()
 def pair_sums(lm, hook_a: str, sae_a: SparseAutoencoder, features, others: dict[str, tuple], token_ids: np.ndarray,
-              ignore_token_ids=(), batch_sequences: int = 8, progress: bool = False) -> dict[str, PairSums]:
+              ignore_token_ids=(), batch_sequences: int = 8, progress: bool = False,
+              sink_positions: int = 0) -> dict[str, PairSums]:
     """For each other hook (hook -> (SAE B, partners of `features`)), the sums of Eq. 9 over the tokens, from one
     LM pass reading hook_a and every other hook."""
     hooks = [hook_a, *others]
@@ -68,10 +69,9 @@ def pair_sums(lm, hook_a: str, sae_a: SparseAutoencoder, features, others: dict[
     dot = {h: torch.zeros(n, dtype=torch.float64) for h in others}
     sq_b = {h: torch.zeros(n, dtype=torch.float64) for h in others}
     sq_a = torch.zeros(n, dtype=torch.float64)
-    ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long)
     tokens = 0
     for ids_BS in _batches(token_ids, batch_sequences, "diff: matching scores", progress):
-        keep_BS = ~torch.isin(ids_BS, ignore)
+        keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
         acts = lm.activations(ids_BS, hook=hooks)
         f_a_Nn = encode_features(sae_a, acts[hook_a][keep_BS.to(acts[hook_a].device)], features).double().cpu()
         sq_a += f_a_Nn.pow(2).sum(0)

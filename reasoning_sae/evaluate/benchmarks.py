@@ -54,14 +54,17 @@ BENCHMARKS = {
 }
 
 # Demo templates: (kind, problem, operation); every answer is an exact small integer.
-_DEMO_TEMPLATES = (
-    ("add", "What is {a} + {b}?", "+"),
-    ("sub", "What is {a} - {b}?", "-"),
-    ("mul", "What is {a} times {b}?", "*"),
-    ("add", "Tom has {a} apples and buys {b} more. How many apples does Tom have now?", "+"),
-    ("sub", "Sara has {a} candies and gives {b} of them to a friend. How many candies does Sara have left?", "-"),
-    ("mul", "A box holds {a} pencils. How many pencils are in {b} boxes?", "*"),
-    ("add", "There are {a} birds on a tree and {b} more birds land on it. How many birds are on the tree now?", "+"),
+_DEMO_TEMPLATES = (  # kind, problem, operation, the task as the demo corpus' traces phrase it
+    ("add", "What is {a} + {b}?", "+", "add {a} and {b}"),
+    ("sub", "What is {a} - {b}?", "-", "subtract {b} from {a}"),
+    ("mul", "What is {a} times {b}?", "*", "multiply {a} by {b}"),
+    ("add", "Tom has {a} apples and buys {b} more. How many apples does Tom have now?", "+",
+     "find how many apples Tom has now"),
+    ("sub", "Sara has {a} candies and gives {b} of them to a friend. How many candies does Sara have left?", "-",
+     "find how many candies Sara has left"),
+    ("mul", "A box holds {a} pencils. How many pencils are in {b} boxes?", "*", "find how many pencils {b} boxes hold"),
+    ("add", "There are {a} birds on a tree and {b} more birds land on it. How many birds are on the tree now?", "+",
+     "find how many birds are on the tree now"),
 )
 
 
@@ -73,11 +76,15 @@ def _demo_operands(op: str, rng: random.Random) -> tuple[int, int]:
 
 
 def demo_problems(n: int = 50, seed: int = 0) -> list[dict]:
-    """n easy arithmetic problems in the MATH-500 schema, the same for the same seed."""
+    """n easy arithmetic problems in the MATH-500 schema, the same for the same seed. `opening` is the first
+    paragraph of a demo-corpus trace for the problem (data/demo/traces.py: "Okay, so I need to ..."), which the
+    task writes at the start of the answer when the model opens a thinking block (model.response_prefix)."""
+    from reasoning_sae.data.demo.traces import opening
+
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        kind, template, op = _DEMO_TEMPLATES[rng.randrange(len(_DEMO_TEMPLATES))]
+        kind, template, op, task = _DEMO_TEMPLATES[rng.randrange(len(_DEMO_TEMPLATES))]
         a, b = _demo_operands(op, rng)
         value = {"+": a + b, "-": a - b, "*": a * b}[op]
         symbol = {"*": "\\times"}.get(op, op)
@@ -88,6 +95,8 @@ def demo_problems(n: int = 50, seed: int = 0) -> list[dict]:
             "subject": f"arithmetic/{kind}",
             "level": 1,
             "unique_id": f"demo/{kind}/{i}.json",
+            "opening": opening(random.Random(f"{seed}:demo-opening:{i}"), task.format(a=a, b=b),
+                               template.format(a=a, b=b)),
         })
     return rows
 
@@ -251,6 +260,7 @@ def task_config(
     verifier: Mapping | None = None,
     gpqa_shuffle: str | None = None,
     gpqa_seed: int | None = None,
+    response_prefix: str | None = None,
     **dataset_kwargs: Any,
 ) -> dict:
     """A complete lm-eval task config (a dict for `simple_evaluate(tasks=[...])`) from our yaml, with overrides.
@@ -259,6 +269,8 @@ def task_config(
     repeats: samples per problem; the metrics become pass@1 and maj@k for k in maj_ks(repeats).
     grading, verifier: how answers are graded (grading.py; checked here, so before any model loads).
     gpqa_shuffle, gpqa_seed: the order of GPQA's options (GPQA_SHUFFLES; ignored by other tasks, but checked).
+    response_prefix: text the assistant's turn opens with (lm-eval's gen_prefix: the chat template's generation
+        prompt, then this), e.g. `<think>\n` for a model whose template does not open the thinking block itself.
     dataset_kwargs: passed to `load_benchmark`, e.g. demo_size and demo_seed for reasoning_demo.
     """
     from lm_eval.tasks._yaml_loader import load_yaml
@@ -282,6 +294,8 @@ def task_config(
     if benchmark_of(name) == "gpqa_diamond_openai":
         extra.update({k: v for k, v in (("gpqa_shuffle", gpqa_shuffle), ("gpqa_seed", gpqa_seed)) if v is not None})
     cfg["dataset_kwargs"] = extra or None
+    if response_prefix:  # and, for reasoning_demo, the trace's opening paragraph after it (metadata.response_opening)
+        cfg["gen_prefix"] = response_prefix + str((cfg.get("metadata") or {}).get("response_opening", ""))
     if max_gen_toks is not None:
         cfg["generation_kwargs"] = {**cfg["generation_kwargs"], "max_gen_toks": int(max_gen_toks)}
     if repeats is not None:

@@ -17,6 +17,8 @@ import yaml
 from reasoning_sae.errors import UserError
 
 NOT_RUN = "not run"
+PUBLISHED = ("figures", "tables")  # what the figures stage copies into paths.paper, beside REPORT.md
+PAPER_PARTS = (*PUBLISHED, "REPORT.md")  # what paper/MANIFEST.sha256 covers (not expected/)
 
 
 @dataclass

@@ -72,4 +72,15 @@ def table3(art: Artifacts, out: Path, opts: DictConfig) -> Item:
                                note=f"{n.get('reasoning', 0)} reasoning features (F_R), {n.get('random', 0)} random "
                                     f"features; classes by the activation matching score.")
     ours = {"layers": frame["Layer"].tolist(), "from_layer": int(source), "n": n}
-    return Item("table3", "Table 3", title, files, ours=ours, markdown=table)
+    summary = art.json("diff", "summary.json") if art.has("diff", "summary.json") else {}
+    notes = [contrast(counts)] + [note for note in summary.get("left_out", []) if "full-scale" in note]
+    return Item("table3", "Table 3", title, files, ours=ours, markdown=table, notes=notes)
+
+
+def contrast(counts: pd.DataFrame) -> str:
+    """What the table shows across layers: the range of `same` for the reasoning and for the random features."""
+    same = {name: sorted(100 * group["share_same"]) for name, group in counts.groupby("set")}
+    ranges = {name: f"{v[0]:.0f}-{v[-1]:.0f}%" if len(v) > 1 else f"{v[0]:.0f}%" for name, v in same.items()}
+    return (f"same at the other layers: reasoning features {ranges.get('reasoning', '–')}, random features "
+            f"{ranges.get('random', '–')}; how far each cell moves between reruns (seeds, CPU kernels) is its "
+            f"tolerance in paper/expected/<experiment>/table3.yaml where the run is committed")

@@ -98,13 +98,23 @@ def setup(art: Artifacts) -> dict:
         "hook": sae.get("metadata", {}).get("hook_name"),
         "d_in": sae.get("d_in"), "d_sae": sae.get("d_sae"),
         "sae_tokens": sae.get("metadata", {}).get("tokens_seen") or train.get("details/n_training_tokens"),
-        "l0": train.get("metrics/l0"), "explained_variance": train.get("metrics/explained_variance"),
+        **quality(train),
         "scoring_tokens": counts.get("tokens"),
         "tasks": bench.get("tasks", []), "limit": bench.get("limit"), "repeats": bench.get("repeats"),
         "max_gen_toks": bench.get("max_gen_toks"), "gammas": steering.get("gammas"), "mode": steering.get("mode"),
         "sae_source": sae_text(source),
         "data": ", ".join(str(s.get("path")) for s in score_cfg.get("data", {}).get("sources", {}).values()),
     }
+
+
+def quality(train: dict) -> dict:
+    """The SAE's quality as SAELens reports it (paper Sec. 4.1: L0 and variance explained), plus the per-dimension
+    explained variance and CE/KL recovered; `dominated` when one residual dimension holds most of the variance."""
+    names = {"l0": "l0", "explained_variance": "explained_variance", "ev_per_dim": "explained_variance_per_dim",
+             "ce_recovered": "ce_loss_score", "kl_recovered": "kl_div_score", "top_dim_share": "top_dim_variance_share"}
+    out = {key: train.get(f"metrics/{name}") for key, name in names.items()}
+    out["dominated"] = (out["top_dim_share"] or 0) > 0.5
+    return out
 
 
 def sae_text(source: dict) -> str:
@@ -126,12 +136,14 @@ def provenance(art: Artifacts) -> list[dict]:
     return rows
 
 
-def sae_quality() -> str:
-    data = expected("sae_quality")
-    if not data:
-        return ""
-    return (f"paper: L0 {data['l0']['value']}, {data['variance_explained']['value']}% variance explained, "
-            f"{data['settings']['d_sae']:,} latents on d_model {data['settings']['d_in']:,}")
+def sae_quality() -> dict:
+    data = expected("sae_quality") or {}
+    return {"l0": data.get("l0", {}).get("value", "–"),
+            "variance_explained": f"{data['variance_explained']['value']}%" if data else "–"}
+
+
+def pct(value) -> str:
+    return "–" if value is None or value != value else f"{100 * value:.1f}%"
 
 
 def render(art: Artifacts, items: list[Item], run: PaperRun) -> str:
@@ -140,5 +152,5 @@ def render(art: Artifacts, items: list[Item], run: PaperRun) -> str:
     entries = [{"item": i, "ours": ours_text(i), "paper": paper_side(i.key)} for i in items]
     return env.get_template("REPORT.md.j2").render(
         experiment=art.experiment, is_paper=run.compare, run=run, setup=setup(art), entries=entries,
-        provenance=provenance(art), paper_model=PAPER_MODEL, sae_quality=sae_quality(),
+        provenance=provenance(art), paper_model=PAPER_MODEL, sae_quality=sae_quality(), pct=pct,
         created=time.strftime("%Y-%m-%d %H:%M"), has_expected=expected("table1") is not None)

@@ -93,7 +93,34 @@ def table2(art: Artifacts, out: Path, opts: DictConfig) -> Item:
     files, table = write_table(formatted(numbers), out, "table2", title,
                                note="Default: nothing banned; Reason: the vocabulary R banned while thinking; Random: "
                                     "as many random words from p_think banned, averaged over the draws.")
-    return Item("table2", "Table 2", title, files, ours=_ours(numbers), markdown=table)
+    return Item("table2", "Table 2", title, files, ours=_ours(numbers), markdown=table, notes=ban_changes(art, long))
+
+
+def ban_changes(art: Artifacts, long: pd.DataFrame) -> list[str]:
+    """How many sampled answers each ban changed (same seeds, so an unchanged answer is one the ban never touched):
+    a ban of words the model does not write leaves its row equal to Default by construction."""
+    from reasoning_sae.figures.cells import find_cell, samples
+
+    notes = []
+    for task in dict.fromkeys(long["task"]):
+        base = find_cell(art, long, task, "baseline")
+        if base is None:
+            continue
+        answers = {s["doc_id"]: s["resps"] for s in samples(base, task)}
+        labels = dict.fromkeys(long.loc[(long["task"] == task) & (long["ban"] != ""), "label"])
+        for label in labels:
+            cell = find_cell(art, long, task, label)
+            if cell is None:
+                continue
+            pairs = [(a, b) for s in samples(cell, task) for a, b in zip(_flat(answers.get(s["doc_id"], [])),
+                                                                            _flat(s["resps"]), strict=False)]
+            changed = sum(a != b for a, b in pairs)
+            notes.append(f"{task}, {label}: the ban changed {changed} of {len(pairs)} sampled answers")
+    return notes
+
+
+def _flat(resps: list) -> list[str]:
+    return [str(r) for resp in resps for r in (resp if isinstance(resp, list) else [resp])]
 
 
 def _ours(numbers: pd.DataFrame) -> dict:

@@ -5,7 +5,9 @@ Internal consistency, for every experiment: Tables 1-2 re-derived from the evalu
 evaluate/results.csv equal to those cells), Fig. 5's table equal to vocabulary.json, Fig. 6's numbers equal to
 score's, Fig. 2's words to frequencies.parquet, the interfaces' f_max to interpret's, Fig. 4 / Table 3 to diff's,
 Table 4 to autointerp's groups, Tables 5-9's outputs found in the lm-eval samples, every file a real PDF/PNG, the
-report naming every item; and the copy under paths.paper equal to the built one. Exits 1 with one line per
+report naming every item; the copy under paths.paper equal to the built one; every stage artifact and paper/ equal to
+their sha256 manifests. Then this run's numbers against the committed run's (paper/expected/<experiment>/, within the
+tolerances measured from reruns: figures/expectations.py), where there is one. Exits 1 with one line per
 difference (file, row, column, expected, found), 0 with a one-line summary."""
 
 import json
@@ -17,17 +19,17 @@ from pathlib import Path
 import pandas as pd
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.figures import diffing, paper_checks
+from reasoning_sae.figures import diffing, expectations, paper_checks
 from reasoning_sae.figures.build import load_items
 from reasoning_sae.figures.cells import candidates, cell_metrics, find_cell, samples
-from reasoning_sae.figures.common import NOT_RUN, Artifacts, Item, fmt, load_paper_run, parse_markdown_table
+from reasoning_sae.figures.common import (NOT_RUN, PAPER_PARTS, PUBLISHED, Artifacts, Item, fmt, load_paper_run,
+                                          parse_markdown_table)
 from reasoning_sae.figures.examples import OMITTED, first_response
 from reasoning_sae.figures.scores import fig6_numbers
 from reasoning_sae.figures.steering import TEXT_COLUMNS, results, table1_numbers, table2_numbers
 from reasoning_sae.figures.vocabulary import fig2_rows, vocabulary_groups
 
 MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF"}
-PUBLISHED = ("figures", "tables")
 OPTIONAL_SOURCES = {"fig3b": ("autointerp", "groups.json"), "table4": ("autointerp", "groups.json"),
                     "fig4": ("diff", "presence.csv"), "table3": ("diff", "crosslayer.csv")}
 
@@ -237,6 +239,20 @@ def check_published(res: Result, built: Path, paper: Path | None, experiment: st
     return [built, paper]
 
 
+def check_manifests(res: Result, art: Artifacts, roots: list[Path]) -> None:
+    """Every stage artifact and the published copy equal to the sha256 manifests written with them."""
+    from reasoning_sae.artifacts import META
+    from reasoning_sae.manifest import check_manifest
+
+    stages = sorted(p for p in art.root.iterdir() if (p / META).is_file())
+    for stage in stages:
+        for problem in check_manifest(stage) or [None]:
+            res.check(problem is None, problem or "")
+    for root in roots[1:]:  # the published copy (paths.paper)
+        for problem in check_manifest(root, PAPER_PARTS) or [None]:
+            res.check(problem is None, problem or "")
+
+
 def verify(artifacts: Path, paper: Path | None = None, against_paper: bool | None = None) -> Result:
     """All checks for the experiment at `artifacts` (artifacts/<experiment>)."""
     art = Artifacts(artifacts)
@@ -248,11 +264,20 @@ def verify(artifacts: Path, paper: Path | None = None, against_paper: bool | Non
     res = Result()
     check_files(res, built, items)
     roots = check_published(res, built, paper, art.experiment)
+    check_manifests(res, art, roots)
     check_steering(res, art, roots, items)
     check_vocabulary(res, art, built, roots)
     check_data(res, art, built, items)
     check_optional(res, art, roots, items)
     check_examples(res, art, roots, items)
+    committed = expectations.load(art.experiment)
+    if committed and expectations.other_model(art, committed):
+        res.notes.append(f"paper/expected/{art.experiment} holds a run of {expectations.other_model(art, committed)}, "
+                         f"this one is of {expectations.run_model(art)}: not compared")
+    elif committed:
+        before = len(res.failures)
+        expectations.compare(res, art, committed)
+        res.notes.append(f"{expectations.summary_short(res, before)} against paper/expected/{art.experiment}")
     run = load_paper_run(built)
     if against_paper if against_paper is not None else bool(run and run.compare):
         paper_checks.compare(res, art, items, feature_ids=against_paper or run.feature_ids)

@@ -10,13 +10,14 @@ folded as SAEDashboard shows them.
 """
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.models.positions import keep_mask
 
 LOG10_EDGES = torch.linspace(-6, 4, 201)  # fine log10 bins for the density histogram, cropped/merged for display
 DISPLAY_BINS = 40
@@ -95,12 +96,12 @@ class FeatureStream:
         edges = float(LOG10_EDGES[lo]) + width * torch.arange(n_bins + 1, dtype=torch.double)
         return {"edges": (10**edges).tolist(), "counts": fine.view(n_bins, step).sum(1).tolist()}
 
-    def records(self, features: Sequence[int], token_ids: np.ndarray, decode: Callable[[int], str],
-                bands: int = 4, per_band: int = 5) -> dict[int, dict]:
+    def records(self, features: Sequence[int], token_ids: np.ndarray, tokenizer, bands: int = 4,
+                per_band: int = 5) -> dict[int, dict]:
         """One record per feature (JSON-ready): f_max, density, histogram, top contexts, quantile bands."""
         out = {}
         for k, feature in enumerate(features):
-            top = [self._context(token_ids, decode, *(t[k, i] for t in self.top))
+            top = [self._context(token_ids, tokenizer, *(t[k, i] for t in self.top))
                    for i in range(self.top[0].shape[1]) if self.top[0][k, i] > 0]
             keys_r, seq, pos, win, act = (t[k] for t in self.res)
             live = torch.isfinite(keys_r)
@@ -113,7 +114,7 @@ class FeatureStream:
                     picks = band_r.eq(band).nonzero().flatten()[:per_band]  # random: kept in key order
                     picks = picks[act_r[picks].argsort(descending=True)].tolist()
                     samples.append({"band": band, "low": float(edges[band]), "high": float(edges[band + 1]),
-                                    "examples": [self._context(token_ids, decode, act_r[i], seq_r[i], pos_r[i],
+                                    "examples": [self._context(token_ids, tokenizer, act_r[i], seq_r[i], pos_r[i],
                                                                win_r[i]) for i in picks]})
             fires = int(self.fires_K[k])
             out[int(feature)] = {
@@ -124,16 +125,38 @@ class FeatureStream:
             }
         return out
 
-    def _context(self, token_ids: np.ndarray, decode, act, seq, pos, win_W) -> dict:
+    def _context(self, token_ids: np.ndarray, tokenizer, act, seq, pos, win_W) -> dict:
+        """The window as text pieces (text_pieces), each shaded by the largest activation of its tokens."""
         seq, pos = int(seq), int(pos)
         S = token_ids.shape[1]
         lo, hi = max(0, pos - self.before), min(S, pos + self.after + 1)
         offset = pos - self.before
-        acts = [round(float(a), 5) for a in win_W[lo - offset : hi - offset]]
-        ids = token_ids[seq, lo:hi].tolist()
-        return {"sequence": seq, "position": pos, "activation": float(act), "token": decode(ids[pos - lo]),
-                "tokens": [decode(i) for i in ids], "acts": acts, "center": pos - lo,
-                "max_index": int(np.argmax(acts))}
+        token_acts = [round(float(a), 5) for a in win_W[lo - offset : hi - offset]]
+        pieces, owner = text_pieces(tokenizer, token_ids[seq, lo:hi].tolist())
+        acts = [max(a for a, j in zip(token_acts, owner, strict=True) if j == piece) for piece in range(len(pieces))]
+        center = owner[pos - lo]
+        return {"sequence": seq, "position": pos, "activation": float(act), "token": pieces[center],
+                "tokens": pieces, "acts": acts, "center": center, "max_index": int(np.argmax(acts))}
+
+
+def text_pieces(tokenizer, ids: list[int]) -> tuple[list[str], list[int]]:
+    """`ids` decoded as a whole and cut at the token boundaries that fall between characters: the pieces, and for
+    each token the index of the piece holding it. A character whose bytes span several tokens (byte-level BPE splits
+    accents, CJK and emoji) is one piece, so nothing shows as U+FFFD; partial characters cut off at either edge of
+    the window are dropped. Decoding growing prefixes is how vLLM detokenizes incrementally: no tokenizer-specific
+    byte tables, so SentencePiece and byte-level BPE alike."""
+    pieces, owner, emitted = [], [], ""
+    for i in range(len(ids)):
+        owner.append(len(pieces))
+        text = tokenizer.decode(ids[: i + 1], clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd") and i + 1 < len(ids):
+            continue  # an unfinished character: this token's bytes join the next piece
+        pieces.append(text[len(emitted):])
+        emitted = text
+    if pieces:
+        pieces[0] = pieces[0].lstrip("\ufffd")
+        pieces[-1] = pieces[-1].rstrip("\ufffd")
+    return pieces, owner
 
 
 def final_norm_weight(model) -> torch.Tensor | None:
@@ -173,7 +196,7 @@ def logit_effects(model, tokenizer, W_dec_KD: torch.Tensor, k: int = 10, bins: i
 def feature_records(lm, sae, token_ids, features: Sequence[int], *, hook: str | None = None, top_n: int = 20,
                     window: tuple[int, int] = (24, 8), bands: int = 4, per_band: int = 5, reservoir: int = 1024,
                     logit_k: int = 10, ignore_token_ids: Sequence[int] = (), seed: int = 0,
-                    batch_sequences: int = 8, progress: bool = False) -> dict[int, dict]:
+                    batch_sequences: int = 8, progress: bool = False, sink_positions: int = 0) -> dict[int, dict]:
     """Dashboard records of `features` over `token_ids` [n_sequences, seq], from one LM pass; keyed by feature id."""
     from tqdm.auto import tqdm
 
@@ -184,21 +207,13 @@ def feature_records(lm, sae, token_ids, features: Sequence[int], *, hook: str | 
     hook = hook or sae.hook_name(lm)
     sae = sae.to(lm.device)
     token_ids = np.asarray(token_ids, dtype=np.int64)
-    ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long, device=lm.device)
     index = torch.tensor(features, dtype=torch.long, device=lm.device)
     stream = FeatureStream(len(features), top_n=top_n, window=tuple(window), reservoir=reservoir, seed=seed)
     for start in tqdm(range(0, len(token_ids), batch_sequences), desc="interpret", disable=not progress):
         ids_BS = torch.as_tensor(token_ids[start : start + batch_sequences], device=lm.device)
         acts_BSK = sae.encode(lm.activations(ids_BS, hook=hook).float())[..., index]
-        stream.update(acts_BSK, ~torch.isin(ids_BS, ignore), start)
-    cache: dict[int, str] = {}
-
-    def decode(token_id: int) -> str:
-        if token_id not in cache:
-            cache[token_id] = lm.tokenizer.decode([token_id])
-        return cache[token_id]
-
-    records = stream.records(features, token_ids, decode, bands=bands, per_band=per_band)
+        stream.update(acts_BSK, keep_mask(ids_BS, ignore_token_ids, sink_positions), start)
+    records = stream.records(features, token_ids, lm.tokenizer, bands=bands, per_band=per_band)
     effects = logit_effects(lm.model, lm.tokenizer, sae.W_dec.detach()[index.to(sae.W_dec.device)], k=logit_k)
     for feature, effect in zip(features, effects, strict=True):
         records[feature]["logits"] = effect

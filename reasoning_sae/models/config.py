@@ -38,6 +38,12 @@ class ModelConfig:
     """End-of-sequence id, also the document separator when packing (None: the tokenizer's)."""
     ignore_token_ids: list[int] = field(default_factory=list)
     """Token ids whose activations are dropped from SAE training and scoring (the paper: BOS/EOS)."""
+    sink_positions: int = 1
+    """Leading positions of every sequence dropped from SAE training, scoring, dashboards and diffing: attention
+    sinks (models/positions.py). 0 keeps them, as the released code did."""
+    response_prefix: str | None = None
+    """Text that opens the assistant's turn in evaluation, after the chat template's generation prompt: the format
+    the corpus' responses start with, where the template does not write it (R1's template ends in `<think>\n`)."""
     think_start: str | None = "<think>"
     """Text that opens the thinking segment."""
     think_end: str | None = "</think>"
@@ -56,6 +62,10 @@ def _from_mapping(values: dict) -> ModelConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise UserError(f"unknown model setting(s) {unknown}: allowed are {sorted(known)}")
+    sink = values.get("sink_positions", 1)
+    if isinstance(sink, bool) or not isinstance(sink, int) or sink < 0:
+        raise UserError(f"model.sink_positions={sink!r}: give the number of leading positions to leave out (0 keeps "
+                        f"them all, 1 drops each sequence's attention sink)")
     return ModelConfig(**values)
 
 

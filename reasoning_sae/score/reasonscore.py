@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.models.positions import keep_mask
 
 log = logging.getLogger(__name__)
 EPS = 1e-12  # as the released code
@@ -70,9 +71,8 @@ def widen(mask_BS: torch.Tensor, before: int, after: int) -> torch.Tensor:
     return F.max_pool1d(padded, kernel_size=before + after + 1, stride=1)[:, 0] > 0
 
 
-def set_masks(ids_BS: torch.Tensor, words: WordForms, window: tuple[int, int], ignore: torch.Tensor) -> torch.Tensor:
-    """[B, S, 2 + |R|] float masks: D_R^W, D_¬R^W, then D_{r_j}^W for each word, ignored tokens excluded."""
-    keep_BS = ~torch.isin(ids_BS, ignore)
+def set_masks(ids_BS: torch.Tensor, words: WordForms, window: tuple[int, int], keep_BS: torch.Tensor) -> torch.Tensor:
+    """[B, S, 2 + |R|] float masks: D_R^W, D_¬R^W, then D_{r_j}^W for each word, positions outside keep_BS excluded."""
     per_word = torch.zeros(*ids_BS.shape, len(words.groups), dtype=torch.bool, device=ids_BS.device)
     for group, form in words.forms:
         per_word[..., group] |= occurrences(ids_BS, form.to(ids_BS.device))
@@ -140,11 +140,13 @@ def top_features(table: pd.DataFrame, q: float | None = None, top_k: int | None 
 @torch.inference_mode()
 def reason_scores(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[int, int] = (2, 3),
                   alpha: float = 0.7, ignore_token_ids: Sequence[int] = (), fold_decoder_norm: bool = False,
-                  hook: str | None = None, batch_sequences: int = 8, progress: bool = False) -> pd.DataFrame:
+                  hook: str | None = None, batch_sequences: int = 8, progress: bool = False,
+                  sink_positions: int = 0) -> pd.DataFrame:
     """ReasonScore of every SAE feature over `token_ids` [n_sequences, seq] (one LM pass over each token).
 
     `fold_decoder_norm` scales each feature's activation by its decoder norm first (the released code);
-    `hook` defaults to the SAE's recorded hook. Returns the score table indexed by feature id."""
+    `hook` defaults to the SAE's recorded hook; the first `sink_positions` of each sequence count in no set (the
+    stages drop model.sink_positions, 1 by default: models/positions.py). Returns the score table indexed by feature id."""
     import copy
 
     from tqdm.auto import tqdm
@@ -155,13 +157,12 @@ def reason_scores(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[i
         sae = copy.deepcopy(sae)
         sae.fold_decoder_norm()
     sae = sae.to(lm.device)
-    ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long, device=lm.device)
     token_ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long)
     sums = None
     starts = range(0, len(token_ids), batch_sequences)
     for start in tqdm(starts, desc="ReasonScore", disable=not progress):
         ids_BS = token_ids[start : start + batch_sequences].to(lm.device)
         feats_BSF = sae.encode(lm.activations(ids_BS, hook=hook).float())
-        masks_BSM = set_masks(ids_BS, words, window, ignore)
+        masks_BSM = set_masks(ids_BS, words, window, keep_mask(ids_BS, ignore_token_ids, sink_positions))
         sums = accumulate(feats_BSF.flatten(0, 1), masks_BSM.flatten(0, 1), sums)
     return score_table(ScoreSums(sums.sums_MF.cpu(), sums.counts_M.cpu()), words.groups, alpha)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from reasoning_sae.artifacts import path_fingerprint, run_stage
 from reasoning_sae.data.formats import CHAT_FORMATS, format_lmsys, format_openthoughts
 from reasoning_sae.data.packing import check_context_size, pack
-from reasoning_sae.data.sources import DEMO_PREFIX, SourceConfig, load_source
+from reasoning_sae.data.sources import DEMO_PREFIX, DEMO_ROWS, SourceConfig, load_source
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import ModelConfig, model_config
 from reasoning_sae.models.loading import load_tokenizer
@@ -133,7 +133,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
     pairs = reasoning_pairs(rows[data.scoring.source])
     if pairs is not None:
         pairs.to_parquet(str(out / "pairs.parquet"))
-    return {
+    summary = {
         "context_size": data.context_size,
         "train_sequences": len(train) if train else 0,
         "train_tokens": len(train) * data.context_size if train else 0,
@@ -144,6 +144,28 @@ def build(cfg: DictConfig, out: Path) -> dict:
         "score_docs_by_domain": dict(Counter(subset["domain"])) if "domain" in subset.column_names else {},
         "pairs": 0 if pairs is None else len(pairs),
     }
+    if any(s.path.startswith(DEMO_PREFIX) for s in sources.values()):
+        (out / "DATACARD.md").write_text(data_card(cfg, sources, summary))
+    return summary
+
+
+def data_card(cfg: DictConfig, sources: dict[str, SourceConfig], summary: dict) -> str:
+    """The demo corpus' data card: what it is, how it is generated, how it differs from the paper's data."""
+    from jinja2 import Environment, PackageLoader
+
+    from reasoning_sae.data.demo import DOMAINS
+    from reasoning_sae.data.demo.traces import FAMILIES
+
+    rows = [{"name": name, "path": s.path, "rows": s.rows or DEMO_ROWS, "seed": s.seed, "fraction": s.fraction,
+             "schema": {"openthoughts": "OpenThoughts-114k", "lmsys": "LMSYS-Chat-1M"}.get(s.format, s.format),
+             "available": summary["available_sequences_by_source"].get(name)}
+            for name, s in sources.items() if s.path.startswith(DEMO_PREFIX)]
+    env = Environment(loader=PackageLoader("reasoning_sae.data"), trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("DATACARD.md.j2").render(
+        experiment=cfg.experiment_name, sources=rows, summary=summary, scoring_source=cfg.data.scoring.source,
+        model=cfg.model.name, chat_format=cfg.model.chat_format, separator=cfg.data.separator,
+        n_families=sum(len(f) for f in FAMILIES.values()), domains=DOMAINS,
+        total_rows=sum(r["rows"] or 0 for r in rows))
 
 
 def source_inputs(cfg: DictConfig) -> dict[str, str]:

@@ -185,7 +185,7 @@ def train_missing(cfg: DictConfig, lm, main: SparseAutoencoder, main_layer: int,
     corpus = corpus.select(range(min(dt.sequences or len(corpus), len(corpus))))
     hooks = sorted({resid_post(layer) for layer in [*missing_layers, *([main_layer] if missing_traj else [])]})
     acts, seq_N = collect(lm, np.asarray(corpus["input_ids"], dtype=np.int64), hooks, mc.ignore_token_ids,
-                          dt.batch_sequences, progress=True)
+                          dt.batch_sequences, progress=True, sink_positions=mc.sink_positions)
     source_N = np.asarray(corpus["source"])[seq_N]
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     saes, report = {}, {}
@@ -197,7 +197,8 @@ def train_missing(cfg: DictConfig, lm, main: SparseAutoencoder, main_layer: int,
         tc = train_config(cfg, main.d_sae, tokens, init_from)
         metadata = {"model_name": mc.name, "model_revision": mc.revision, "hook_name": resid_post(layer),
                     "hook_layer": layer, "hook_head_index": None, "context_size": cfg.data.context_size,
-                    "prepend_bos": bool(cfg.data.prepend_bos), "exclude_special_tokens": list(mc.ignore_token_ids)}
+                    "prepend_bos": bool(cfg.data.prepend_bos), "exclude_special_tokens": list(mc.ignore_token_ids),
+                    "sink_positions": mc.sink_positions}
         log.info("diff: training %s on %d vectors (%d tokens%s)", name, len(acts_ND), tc.training_tokens,
                  f", from {init_from}" if init_from else "")
         start = time.time()
@@ -244,11 +245,12 @@ def crosslayer_tables(cfg: DictConfig, lm, main, main_layer: int, layer_saes: di
                 for layer, sae in layer_saes.items()}
     corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", "score")))
     token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)[: cl.sequences or None]
-    ignore = model_config(OmegaConf.to_container(cfg.model, resolve=True)).ignore_token_ids
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
     sums = pair_sums(lm, resid_post(main_layer), main.to(lm.device), features,
                      {resid_post(layer): (sae.to(lm.device), assigned[layer].partners)
                       for layer, sae in layer_saes.items()},
-                     token_ids, ignore if cl.ignore_special_tokens else (), cl.batch_sequences, progress=True)
+                     token_ids, mc.ignore_token_ids if cl.ignore_special_tokens else (), cl.batch_sequences,
+                     progress=True, sink_positions=mc.sink_positions)
     matches, counts, tokens = [], [], 0
     for layer, a in assigned.items():
         s = sums[resid_post(layer)]

@@ -227,7 +227,7 @@ def task_spec(cfg: DictConfig, task: str):
     bc = cfg.benchmark
     local = bc.data_files.get(task) if bc.data_files else None
     return task_config(task, local_path=local, max_gen_toks=bc.max_gen_toks, repeats=bc.repeats,
-                       **fidelity_settings(cfg))
+                       response_prefix=cfg.model.get("response_prefix"), **fidelity_settings(cfg))
 
 
 def cell_dir(cfg: DictConfig, ctx: Context, cell: Cell) -> Path:

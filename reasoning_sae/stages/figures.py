@@ -1,7 +1,7 @@
 """The `figures` stage: every figure and table of the paper, and `REPORT.md`, from the artifacts of the earlier stages.
 
 Builds `figures/` (PDF and PNG, with the plotted numbers as JSON), `tables/` (Markdown and LaTeX), `items.json` and
-`REPORT.md` into `artifacts/<experiment>/figures/`, then copies figures/, tables/ and REPORT.md into `paths.paper`.
+`REPORT.md` into `artifacts/<experiment>/figures/`, then copies figures/, tables/ and REPORT.md into `paths.paper` with their sha256 manifest.
 Reads vocab, score, interpret and evaluate (required) and autointerp and diff (optional: "not run" when absent)."""
 
 import logging
@@ -13,12 +13,12 @@ from omegaconf import DictConfig
 
 from reasoning_sae.artifacts import atomic_dir, path_fingerprint, run_stage, stage_dir, upstream_inputs
 from reasoning_sae.figures.build import REQUIRED, build_all
-from reasoning_sae.figures.common import NOT_RUN, Artifacts
+from reasoning_sae.figures.common import NOT_RUN, PAPER_PARTS, PUBLISHED, Artifacts
+from reasoning_sae.manifest import write_manifest
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("figures",)
 OPTIONAL_INPUTS = ("train", "autointerp", "diff", "evaluate-cells")
-PUBLISHED = ("figures", "tables")
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
@@ -42,6 +42,7 @@ def publish(built: Path, paper: Path) -> None:
     tmp_report = paper / f".REPORT.md.tmp-{os.getpid()}"
     shutil.copyfile(built / "REPORT.md", tmp_report)
     tmp_report.replace(paper / "REPORT.md")
+    write_manifest(paper, PAPER_PARTS)
     log.info("figures: published to %s", paper)
 
 

@@ -69,7 +69,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
         lm, sae, token_ids, features, top_n=ic.top_n, window=tuple(ic.context), bands=ic.quantile_bands,
         per_band=ic.per_band, reservoir=ic.reservoir, logit_k=ic.logit_k, seed=cfg.seed,
         ignore_token_ids=mc.ignore_token_ids if ic.ignore_special_tokens else (),
-        batch_sequences=ic.batch_sequences, progress=True)
+        batch_sequences=ic.batch_sequences, progress=True, sink_positions=mc.sink_positions)
     for feature, record in records.items():
         record["score"] = score_parts(table, feature) if feature in table.index else None
         record["in_top_set"] = feature in top_set

@@ -40,7 +40,8 @@ def build(cfg: DictConfig, out: Path) -> dict:
     lm = load_lm(mc)
     table = reason_scores(lm, sae, token_ids, vocabulary, window=tuple(sc.window), alpha=sc.alpha,
                           ignore_token_ids=mc.ignore_token_ids if sc.ignore_special_tokens else (),
-                          fold_decoder_norm=sc.fold_decoder_norm, batch_sequences=sc.batch_sequences, progress=True)
+                          fold_decoder_norm=sc.fold_decoder_norm, batch_sequences=sc.batch_sequences, progress=True,
+                          sink_positions=mc.sink_positions)
     features = top_features(table, q=sc.q, top_k=sc.top_k)
     table.to_parquet(out / "scores.parquet")
     threshold = float(table["reason_score"].quantile(sc.q)) if sc.q is not None else None

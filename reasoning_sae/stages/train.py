@@ -5,6 +5,7 @@ Writes `sae/` (SAELens format, input scaling folded in, feature stats in sparsit
 a work directory beside the artifact until the run finishes, so `resume=true` continues a killed run exactly."""
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -149,6 +150,7 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
     metadata = {"model_name": mc.name, "model_revision": mc.revision, "hook_name": hook, "hook_layer": mc.layer,
                 "hook_head_index": None, "prepend_bos": bool(cfg.data.prepend_bos), "context_size": cfg.data.context_size,
                 "dataset_path": str(corpus_dir(cfg) / "train"), "exclude_special_tokens": list(mc.ignore_token_ids),
+                "sink_positions": mc.sink_positions,
                 "init": tc.init, "sae_lens_training_version": None, "world_size": world,
                 "batch_size_tokens": tc.batch_size_tokens, "batch_size_tokens_per_rank": rank_batch_size(
                     tc.batch_size_tokens, world), "rank_shards": shard_bounds(len(train_ids), world)}
@@ -156,7 +158,8 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
     module = SAEModule(build_sae(tc, lm.d_model, metadata), tc)
     datamodule = ActivationDataModule(lm, train_ids, hook, tc.batch_size_tokens, tc.n_batches_in_buffer,
                                       tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
-                                      cache_path=work / "activations.npy" if cfg.activation_cache else None)
+                                      cache_path=work / "activations.npy" if cfg.activation_cache else None,
+                                      sink_positions=mc.sink_positions)
     last = work / "checkpoints" / "last.ckpt"
     resume = cfg.resume and last.is_file()
     log.info("training %s on %s: %d steps of %d vectors (%d rank(s))%s", tc.architecture, hook, tc.total_steps,
@@ -177,10 +180,12 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
 def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path, work: Path, hook: str) -> dict:
     sae, stats = module.export()
     sae.save(out / "sae", feature_stats=stats)
-    metrics = evaluate_sae(lm, sae, eval_ids, mc.layer, mc.ignore_token_ids) if len(eval_ids) else {}
+    metrics = evaluate_sae(lm, sae, eval_ids, mc.layer, mc.ignore_token_ids,
+                                                     sink_positions=mc.sink_positions) if len(eval_ids) else {}
     metrics.update({"sparsity/dead_features": int((stats["sparsity"] <= -10 + 1e-6).sum()),
                     "details/n_training_tokens": int(module.tokens_seen), "details/steps": tc.total_steps})
     write_json(out / "metrics.json", metrics)
+    (out / "sae" / "README.md").write_text(card(cfg, out / "sae", metrics, mc, tc, int(module.tokens_seen)))
     density_histogram(stats["sparsity"], out / "density.png", f"{mc.name} {hook}, {sae.d_sae} latents")
     csv = work / "csv" / "metrics.csv"
     if csv.is_file():
@@ -188,6 +193,18 @@ def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path,
     log.info("SAE: L0 %.1f, explained variance %.3f, CE loss score %.3f", metrics.get("metrics/l0", float("nan")),
              metrics.get("metrics/explained_variance", float("nan")), metrics.get("metrics/ce_loss_score", float("nan")))
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def card(cfg, sae_dir: Path, metrics: dict, mc, tc: TrainConfig, tokens: int) -> str:
+    from reasoning_sae.artifacts import git_commit, lock_hash
+    from reasoning_sae.train.card import model_card
+
+    sparsity = f"TopK, k = {tc.k}" if tc.architecture == "topk" else f"L1 coefficient {tc.l1_coefficient:g}"
+    sources = [str(s.path) for s in cfg.data.sources.values() if s.fraction > 0]
+    return model_card(json.loads((sae_dir / "cfg.json").read_text()), metrics, model=mc.name, revision=mc.revision, data=sources,
+                      experiment=cfg.experiment_name, commit=git_commit(), lock=lock_hash(),
+                      training={"architecture": tc.architecture, "sparsity": sparsity, "lr": tc.lr, "seed": tc.seed,
+                                "steps": tc.total_steps, "batch": tc.batch_size_tokens, "tokens": tokens})
 
 
 def run(cfg: DictConfig) -> Path:

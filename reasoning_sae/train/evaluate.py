@@ -3,6 +3,7 @@ downstream cost of splicing the SAE into the LM (CE loss, KL to the clean model,
 zero-ablation), plus the feature-density histogram."""
 
 import contextlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from reasoning_sae.models import LanguageModel
+from reasoning_sae.models.positions import keep_mask
 from reasoning_sae.sae import SparseAutoencoder
 
 
@@ -31,6 +33,12 @@ def replace_resid_post(lm: LanguageModel, layer: int, fn, keep_BS: torch.Tensor 
         handle.remove()
 
 
+def exact_sum(values: torch.Tensor) -> float:
+    """The correctly rounded sum (math.fsum) of per-position values: a torch .sum() over all of them splits the work
+    by thread count, so its last bits would change with the number of threads (rows reduce in one thread each)."""
+    return math.fsum(values.double().flatten().tolist())
+
+
 def _ce_and_logprobs(lm: LanguageModel, ids_BS: torch.Tensor):
     logits = lm.model(ids_BS, use_cache=False).logits[:, :-1].float()
     logprobs = F.log_softmax(logits, dim=-1)
@@ -40,19 +48,19 @@ def _ce_and_logprobs(lm: LanguageModel, ids_BS: torch.Tensor):
 
 @torch.inference_mode()
 def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarray, layer: int, ignore_token_ids,
-                 batch_sequences: int = 4) -> dict[str, float]:
+                 batch_sequences: int = 4, sink_positions: int = 0) -> dict[str, float]:
+    """The SAE is read and spliced in only where it was trained: not at special tokens or sink positions."""
     sae = sae.to(lm.device)
-    ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long, device=lm.device)
-    sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "kl_sae": 0.0, "n_pred": 0,
+    sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "kl_sae": 0.0, "kl_zero": 0.0, "n_pred": 0,
             "sq_err": 0.0, "var": 0.0, "l0": 0.0, "n_tok": 0}
     acts, sq_err_D = [], None
     for start in range(0, len(token_ids), batch_sequences):
         ids_BS = torch.as_tensor(token_ids[start : start + batch_sequences], dtype=torch.long, device=lm.device)
-        keep_BS = ~torch.isin(ids_BS, ignore)
+        keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
         x_ND = lm.activations(ids_BS, hook=f"blocks.{layer}.hook_resid_post")[keep_BS].float()
         feats_NF = sae.encode(x_ND)
         sq_err_ND = (sae.decode(feats_NF) - x_ND).pow(2)
-        sums["sq_err"] += sq_err_ND.sum().item()
+        sums["sq_err"] += exact_sum(sq_err_ND.sum(-1))
         sq_err_D = sq_err_ND.sum(0) if sq_err_D is None else sq_err_D + sq_err_ND.sum(0)
         sums["l0"] += (feats_NF > 0).sum().item()
         sums["n_tok"] += len(x_ND)
@@ -61,11 +69,12 @@ def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarra
         with replace_resid_post(lm, layer, lambda h: sae(h.float()), keep_BS):
             ce_sae, lp_sae = _ce_and_logprobs(lm, ids_BS)
         with replace_resid_post(lm, layer, torch.zeros_like, keep_BS):
-            ce_zero, _ = _ce_and_logprobs(lm, ids_BS)
-        sums["ce_clean"] += ce_clean.sum().item()
-        sums["ce_sae"] += ce_sae.sum().item()
-        sums["ce_zero"] += ce_zero.sum().item()
-        sums["kl_sae"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum().item()
+            ce_zero, lp_zero = _ce_and_logprobs(lm, ids_BS)
+        sums["ce_clean"] += exact_sum(ce_clean)
+        sums["ce_sae"] += exact_sum(ce_sae)
+        sums["ce_zero"] += exact_sum(ce_zero)
+        sums["kl_sae"] += exact_sum((lp_clean.exp() * (lp_clean - lp_sae)).sum(-1))
+        sums["kl_zero"] += exact_sum((lp_clean.exp() * (lp_clean - lp_zero)).sum(-1))
         sums["n_pred"] += ce_clean.numel()
     all_ND = torch.cat(acts)
     var_D = (all_ND - all_ND.mean(0)).pow(2).sum(0)
@@ -78,12 +87,16 @@ def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarra
         # the mean over dimensions of each one's explained variance: not dominated by a few massive dimensions
         # (in SmolLM2's layer 18 one dimension carries ~97% of the variance)
         "metrics/explained_variance_per_dim": (1 - sq_err_D / var_D.clamp(min=1e-12)).mean().item(),
+        "metrics/top_dim_variance_share": (var_D.max() / var_D.sum()).item(),
         "metrics/mse": sums["sq_err"] / t,
         "metrics/ce_loss_without_sae": ce_clean,
         "metrics/ce_loss_with_sae": ce_sae,
         "metrics/ce_loss_with_ablation": ce_zero,
         "metrics/ce_loss_score": (ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan"),
         "metrics/kl_div_with_sae": sums["kl_sae"] / n,
+        "metrics/kl_div_with_ablation": sums["kl_zero"] / n,
+        # SAELens' kl_div_score: the share of the zero-ablation's KL to the clean model that the SAE recovers
+        "metrics/kl_div_score": 1 - sums["kl_sae"] / sums["kl_zero"] if sums["kl_zero"] else float("nan"),
         "eval/tokens": t,
     }
 

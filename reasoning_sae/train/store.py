@@ -10,16 +10,19 @@ import numpy as np
 import torch
 
 from reasoning_sae.models import LanguageModel
+from reasoning_sae.models.positions import keep_mask
 
 log = logging.getLogger(__name__)
 
 
 class LMSource:
-    """Activation vectors of corpus sequences at `hook`, special tokens dropped, cycling over the corpus."""
+    """Activation vectors of corpus sequences at `hook`, special tokens and sink positions dropped, cycling over the
+    corpus."""
 
-    def __init__(self, lm: LanguageModel, token_ids: np.ndarray, hook: str, ignore_token_ids, batch_sequences: int):
+    def __init__(self, lm: LanguageModel, token_ids: np.ndarray, hook: str, ignore_token_ids, batch_sequences: int,
+                 sink_positions: int = 0):
         self.lm, self.token_ids, self.hook = lm, token_ids, hook
-        self.ignore = torch.tensor(sorted(ignore_token_ids), dtype=torch.long)
+        self.ignore_token_ids, self.sink_positions = ignore_token_ids, sink_positions
         self.batch_sequences = batch_sequences
         self.cursor = 0  # next sequence
         self.epoch = 0
@@ -32,7 +35,7 @@ class LMSource:
         ids_BS = torch.as_tensor(self.token_ids[self.cursor : self.cursor + self.batch_sequences], dtype=torch.long)
         self.cursor += len(ids_BS)
         acts_BSD = self.lm.activations(ids_BS, hook=self.hook)
-        keep_BS = ~torch.isin(ids_BS, self.ignore).to(acts_BSD.device)
+        keep_BS = keep_mask(ids_BS, self.ignore_token_ids, self.sink_positions).to(acts_BSD.device)
         return acts_BSD[keep_BS]
 
     def state_dict(self) -> dict:
@@ -171,12 +174,13 @@ class ActivationDataModule(BufferDataModule):
     every rank's buffer state goes into the checkpoint (which rank 0 writes) and each rank restores its own."""
 
     def __init__(self, lm: LanguageModel, token_ids: np.ndarray, hook: str, batch_size: int, n_batches_in_buffer: int,
-                 store_batch_sequences: int, ignore_token_ids, seed: int, cache_path: Path | None = None):
+                 store_batch_sequences: int, ignore_token_ids, seed: int, cache_path: Path | None = None,
+                 sink_positions: int = 0):
         super().__init__()
         self.lm, self.token_ids, self.hook = lm, token_ids, hook
         self.batch_size, self.n_batches_in_buffer = batch_size, n_batches_in_buffer
         self.store_batch_sequences, self.ignore_token_ids = store_batch_sequences, ignore_token_ids
-        self.seed, self.cache_path = seed, cache_path
+        self.seed, self.cache_path, self.sink_positions = seed, cache_path, sink_positions
         self.buffer: MixingBuffer | None = None
         self._pending_state: dict | None = None
 
@@ -191,7 +195,8 @@ class ActivationDataModule(BufferDataModule):
             self.lm.model.to(self.trainer.strategy.root_device)
         start, end = shard_bounds(len(self.token_ids), world)[rank]
         shard = self.token_ids[start:end]
-        source = LMSource(self.lm, shard, self.hook, self.ignore_token_ids, self.store_batch_sequences)
+        source = LMSource(self.lm, shard, self.hook, self.ignore_token_ids, self.store_batch_sequences,
+                          self.sink_positions)
         if self.cache_path is not None:
             path = self.cache_path.with_name(f"{self.cache_path.stem}-rank{rank}of{world}.npy")
             if not path.exists():

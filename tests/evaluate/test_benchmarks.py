@@ -123,6 +123,15 @@ def test_task_config_overrides(tmp_path):
     assert plain["dataset_kwargs"] is None and plain["repeats"] == 1
     assert plain["generation_kwargs"]["max_gen_toks"] == 32768
     assert task_config("reasoning_demo", demo_size=5)["dataset_kwargs"] == {"demo_size": 5}
+    assert "gen_prefix" not in plain and task_config("math500", response_prefix="<think>\n")["gen_prefix"] == "<think>\n"
+    assert task_config("reasoning_demo", response_prefix="<think>\n")["gen_prefix"] == "<think>\n{{opening}}"
+
+
+def test_demo_answers_open_like_the_demo_corpus_traces():
+    rows = demo_problems(30, seed=0)
+    assert all(r["opening"].startswith(("Okay", "Alright", "First")) for r in rows)
+    assert sum("Tom" in r["opening"] for r in rows) == sum("Tom" in r["problem"] for r in rows) > 0
+    assert [r["problem"] for r in rows] == [r["problem"] for r in demo_problems(30, seed=0)]
 
 
 def test_task_config_rejects_bad_input():

@@ -13,6 +13,7 @@ from reasoning_sae.artifacts import write_json
 from reasoning_sae.evaluate.cells import Cell
 from reasoning_sae.evaluate.tables import results_frame
 from reasoning_sae.figures.verify import verify
+from reasoning_sae.manifest import write_manifest
 from reasoning_sae.figures.common import PAPER_MODEL_ID
 from reasoning_sae.stages import figures
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY
@@ -163,7 +164,15 @@ def make_artifacts(root: Path, optional: bool = True, l0: float = 12.5, model: s
     write_json(train / "metrics.json", {"metrics/l0": l0, "metrics/explained_variance": 0.685})
     if optional:
         optional_stages(root)
+    seal(root)
     return root
+
+
+def seal(root: Path) -> None:
+    """The sha256 manifests the stages write (run_stage) into every fixture stage."""
+    for path in root.iterdir():
+        if (path / "meta.json").is_file():
+            write_manifest(path)
 
 
 @pytest.fixture
@@ -225,7 +234,9 @@ def test_every_figure_and_table_renders_and_verifies(run_figures, tmp_path):
     tampered = table1.replace("| #11 γ=2 | 100.0 |", "| #11 γ=2 | 90.0 |")
     (paper / "tables" / "table1.md").write_text(tampered)
     result = verify(root, paper)
-    assert result.failures == [f"{paper / 'tables' / 'table1.md'}: row '#11 γ=2', column 'reasoning_demo maj@2 (%)': "
+    assert result.failures == [f"{paper / 'tables' / 'table1.md'}: sha256 differs from MANIFEST.sha256 (changed after "
+                               f"it was written)",
+                               f"{paper / 'tables' / 'table1.md'}: row '#11 γ=2', column 'reasoning_demo maj@2 (%)': "
                                f"expected 100.0 (from the evaluation cells' metrics.json), found 90.0"]
 
 

@@ -13,7 +13,7 @@ HOOK = "blocks.0.hook_resid_post"
 
 
 class FakeTokenizer:
-    def decode(self, ids):
+    def decode(self, ids, **_):
         return "".join(f"<t{i}>" for i in ids)
 
 
@@ -140,3 +140,43 @@ def test_records_carry_logit_effects_and_refuse_bad_ids():
     assert r["logits"]["top"][0] == {"id": 7, "token": "<t7>", "value": 3.0}
     with pytest.raises(UserError, match=r"feature ids \[3\] are outside"):
         records(lm, features=[0, 3])
+
+
+TEXTS = ["Wait, café naïve — 🤔 hmm, 東京 is 3×4 = 12.", "Let me check: π ≈ 3.14159… ✓"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_text_pieces_join_to_the_text_without_replacement_characters(smollm2_tokenizer, text):
+    from reasoning_sae.interpret.features import text_pieces
+
+    ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
+    singles = [smollm2_tokenizer.decode([i]) for i in ids]
+    assert any("\ufffd" in s for s in singles)  # the case at stake: characters split over byte-level tokens
+    pieces, owner = text_pieces(smollm2_tokenizer, ids)
+    assert "".join(pieces) == text and not any("\ufffd" in p for p in pieces)
+    assert len(owner) == len(ids) and owner == sorted(owner) and set(owner) == set(range(len(pieces)))
+
+
+def test_text_pieces_drop_partial_characters_at_the_window_edges(smollm2_tokenizer):
+    from reasoning_sae.interpret.features import text_pieces
+
+    ids = smollm2_tokenizer.encode("🤔🤔 ok 🤔", add_special_tokens=False)
+    split = [i for i in range(1, len(ids)) if "\ufffd" in smollm2_tokenizer.decode(ids[:i])]
+    assert split  # the emoji spans several tokens
+    pieces, _ = text_pieces(smollm2_tokenizer, ids[1:-1])  # cut inside the first and the last emoji
+    assert not any("\ufffd" in p for p in pieces) and " ok " in "".join(pieces)
+
+
+def test_a_split_character_is_one_piece_shaded_by_its_largest_token():
+    class ByteTokenizer:  # one token per UTF-8 byte, as byte-level BPE splits rare characters
+        def decode(self, ids, **_):
+            return bytes(ids).decode("utf-8", errors="replace")
+
+    ids = list("aé".encode())  # [97, 195, 169]: é is two tokens
+    emb = torch.zeros(256, 3)
+    emb[169, 0] = 2.0  # the feature fires on é's second byte
+    lm = FakeLM(emb)
+    lm.tokenizer = ByteTokenizer()
+    top = records(lm, ids=[ids], features=(0,), window=(2, 0))[0]["top_contexts"][0]
+    assert top["tokens"] == ["a", "é"] and top["acts"] == [0.0, 2.0]
+    assert top["token"] == "é" and top["center"] == 1 and top["max_index"] == 1

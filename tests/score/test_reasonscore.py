@@ -176,3 +176,18 @@ def test_real_model_and_default_vocabulary(smollm2):
     table = reason_scores(smollm2, sae, ids, DEFAULT_VOCABULARY, window=(2, 3), alpha=0.7, ignore_token_ids=[0, 1, 2])
     assert len(table) == 64 and table["reason_score"].notna().all()
     assert table.attrs["tokens_pos"] > 0 and sum(v > 0 for v in table.attrs["tokens_per_word"].values()) >= 3
+
+
+def test_sink_positions_count_in_no_set():
+    # a: token 1; window (0, 1). Position 0 holds a vocabulary word whose window reaches position 1.
+    ids = [[1, 11, 12, 1, 13], [14, 1, 12, 15, 16]]
+    emb = torch.zeros(20, 2)
+    emb[1, 0], emb[11, 0], emb[14, 1] = 5.0, 3.0, 9.0  # feature 1 fires only at a sequence's first token
+    lm = FakeLM(emb, FakeTokenizer({"a": [1]}))
+    kept = score(lm, identity_sae(2), ids, ["a"], window=(0, 1))
+    dropped = score(lm, identity_sae(2), ids, ["a"], window=(0, 1), sink_positions=1)
+    # windows {0, 1, 3, 4} and {1, 2}; the sink at position 0 leaves its set, the word there still marks position 1
+    assert (kept.attrs["tokens_pos"], kept.attrs["tokens_neg"]) == (6, 4)
+    assert (dropped.attrs["tokens_pos"], dropped.attrs["tokens_neg"]) == (5, 3)
+    assert kept.loc[1, "mean_neg"] == 9.0 / 4 and dropped.loc[1, "mean_neg"] == 0 and dropped.loc[1, "reason_score"] == 0
+    assert dropped.loc[0, "mean_pos"] == pytest.approx((3.0 + 5.0 + 5.0) / 5)  # 11 after the sink, then a twice

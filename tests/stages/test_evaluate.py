@@ -34,7 +34,9 @@ def test_evaluate_writes_lm_eval_results_tables_and_reuses_cells(pipeline):
     assert set(frame["label"]) == {"baseline", f"f{top}_g2", "ban-reason", "ban-random-0"}
     assert {"pass@1", "maj@1", "maj@2", "think_tokens", "reasoning_words_per_1k", "n_docs"} <= set(frame["metric"])
     assert (frame[frame["metric"] == "n_docs"]["value"] == 2).all()
-    assert frame[frame["metric"] == "think_tokens"]["value"].between(1, 6).all()
+    # 6 generated tokens, counted by re-tokenising the text: a piece that continued the response prefix mid-word
+    # (the demo's opening) can split into one token more on its own
+    assert frame[frame["metric"] == "think_tokens"]["value"].between(1, 7).all()
     table = (out / "table.md").read_text()
     assert "| No steering |" in table and f"| #{top} γ=2 |" in table and "reasoning_demo pass@1" in table
     assert "| Reason (ban R) |" in (out / "wordban.md").read_text()

@@ -11,7 +11,7 @@ from reasoning_sae.vocab import DEFAULT_VOCABULARY, load_vocabulary
 SMALL = ("data.sources.reasoning.rows=60", "data.sources.chat.rows=80", "data.context_size=64",
          "data.scoring.docs=30")
 OUTPUTS = {"frequencies.parquet", "top_words.csv", "fig2.png", "derived_vocabulary.json", "vocabulary.json",
-           "config.yaml", "meta.json"}
+           "config.yaml", "meta.json", "MANIFEST.sha256"}
 
 
 @pytest.fixture

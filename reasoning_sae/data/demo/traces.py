@@ -13,7 +13,7 @@ from reasoning_sae.data.demo.puzzles_science import (_b_cells, _b_dihybrid, _b_h
                                                      _h_molar, _h_ph, _y_fall, _y_kin, _y_ohm, _y_power,
                                                      _z_ages, _z_handshake, _z_knights, _z_order, _z_river)
 
-_FAMILIES = {"math": (_m_shop, _m_linear, _m_percent, _m_series, _m_gcd, _m_primes, _m_area),
+FAMILIES = {"math": (_m_shop, _m_linear, _m_percent, _m_series, _m_gcd, _m_primes, _m_area),
              "code": (_c_reverse, _c_vowels, _c_fizz, _c_digits, _c_second, _c_long),
              "puzzle": (_z_ages, _z_knights, _z_handshake, _z_river, _z_order),
              "physics": (_y_kin, _y_ohm, _y_fall, _y_power), "chemistry": (_h_molar, _h_dilute, _h_ph),
@@ -67,10 +67,16 @@ def _recheck(r: random.Random, step: str) -> str:
     return f"{r.choice(_HMM)} {frag}. {r.choice(_OK)}"
 
 
-def _trace(p: _P, r: random.Random) -> str:
-    first = [r.choice(_OPEN).format(t=p.task)]
-    first += [r.choice(_RESTATE).format(q=p.text.split("\n")[0])] * (r.random() < .5 and not p.code)
+def opening(r: random.Random, task: str, question: str, restate: bool = True) -> str:
+    """A trace's first paragraph: "Okay, so I need to {task}.", maybe the question restated, a set-up remark."""
+    first = [r.choice(_OPEN).format(t=task)]
+    first += [r.choice(_RESTATE).format(q=question)] * (r.random() < .5 and restate)
     first += [r.choice(_SETUP)] * (r.random() < .7) + [r.choice(_TENT)] * (r.random() < .5)
+    return " ".join(first)
+
+
+def _trace(p: _P, r: random.Random) -> str:
+    first = [opening(r, p.task, p.text.split("\n")[0], restate=not p.code)]
     home = [j for j, s in enumerate(p.steps) if p.slip[0].split(" = ")[0] in s] or [r.randrange(len(p.steps))]
     work, slip_at = [], home[0] if r.random() < .7 else -1
     for j, s in enumerate(p.steps):
@@ -130,7 +136,7 @@ def reasoning_rows(n: int, seed: int = 0) -> list[dict]:
     rows = []
     for i in range(n):
         r, domain = random.Random(f"{seed}:reasoning:{i}"), DOMAINS[i % len(DOMAINS)]
-        p = r.choice(_FAMILIES[domain])(r)
+        p = r.choice(FAMILIES[domain])(r)
         rows.append({"problem": p.text if p.code else f"Return your final response within \\boxed{{}}. {p.text}",
                      "deepseek_reasoning": _trace(p, r), "deepseek_solution": _solution(p, r),
                      "ground_truth_solution": _ground_truth(p, r), "domain": domain, "source": SOURCE,
