@@ -137,13 +137,15 @@ def overlap(a: list[int], b: list[int]) -> float:
 def write(experiment: str, art: Artifacts, spread: dict[str, Artifacts], settings: dict, source: str) -> list[Path]:
     """The expectation files of `experiment` from run `art`, tolerances from the runs in `spread` ({name: run})."""
     main, others = measure(art), {name: measure(run) for name, run in spread.items()}
+    # feature ids name the same latents only in an SAE trained from the same seed: the others' F_R ids are unrelated
+    same_sae = {name for name, run in spread.items() if sae_seed(run) == sae_seed(art)}
     folder = expected_dir(experiment)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for file in FILES:
         if file not in main:
             continue
-        body = _file_body(file, main[file], {n: o.get(file, {}) for n, o in others.items()}, settings)
+        body = _file_body(file, main[file], {n: o.get(file, {}) for n, o in others.items()}, settings, same_sae)
         data = {"name": file, "experiment": experiment, "source": source, "settings": settings, **body}
         path = folder / f"{file}.yaml"
         path.write_text(f"# {experiment}: the committed run's {file.replace('_', ' ')}, with tolerances from the measured "
@@ -153,18 +155,24 @@ def write(experiment: str, art: Artifacts, spread: dict[str, Artifacts], setting
     return written
 
 
-def _file_body(file: str, main: dict, others: dict[str, dict], settings: dict) -> dict:
+def sae_seed(run: Artifacts):
+    return run.config("train").get("sae", {}).get("seed")
+
+
+def _file_body(file: str, main: dict, others: dict[str, dict], settings: dict, same_sae: set[str]) -> dict:
     if file == "vocabulary":
         return {"words": main["words"]}
     if file in ("sae_quality", "reasonscore"):
         body = {}
         for name, value in main.items():
             if isinstance(value, list):
-                shares = {n: overlap(value, o.get(name, [])) for n, o in others.items()}
+                shares = {n: overlap(value, o.get(name, [])) for n, o in others.items() if n in same_sae}
                 least = min(shares.values(), default=1.0)
                 body[name] = {"features": value, "min_overlap": float(f"{max(0.0, 1 - MARGIN * (1 - least)):.3g}"),
-                              "why": "measured overlap with the committed set: " + ", ".join(
-                                  f"{n} {s:.2f}" for n, s in shares.items()) + f"; {MARGIN:g} x the largest loss"}
+                              "why": "measured overlap with the committed set in the reruns of the same SAE seed "
+                                     "(other seeds' ids name other latents): " + ", ".join(
+                                         f"{n} {s:.2f}" for n, s in shares.items()) + f"; {MARGIN:g} x the largest "
+                                                                                       "loss"}
             else:
                 body[name] = {"value": value, "unit": QUALITY.get(name, (None, None, ""))[2] or None,
                               "tolerance": tolerance(value, {n: o.get(name) for n, o in others.items()},

@@ -95,3 +95,31 @@ def test_the_cli_writes_and_checks(committed, tmp_path, capsys):
     assert expectations.main(["write", "demo", *args]) == 2
     assert "error: give --spread" in capsys.readouterr().err
     assert expectations.main(["check", "nothing", *args]) == 2
+
+
+def test_make_expectations_reruns_four_ways_then_writes():
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    plan = subprocess.run(["make", "-n", "-o", ".venv/.setup-done", "expectations"], capture_output=True, text=True,
+                          cwd=repo, check=True).stdout
+    assert plan.count("-m reasoning_sae reproduce experiment=demo") == 5
+    for run in ("seed=1 sae.seed=1", "seed=2 sae.seed=2", "OMP_NUM_THREADS=1", "ATEN_CPU_CAPABILITY=avx2"):
+        assert run in plan, run
+    assert ("-m reasoning_sae.figures.expectations write demo --spread demo_seed1 --spread demo_seed2 --spread "
+            "demo_threads1 --spread demo_avx2") in plan
+
+
+def test_feature_overlap_is_measured_on_reruns_of_the_same_sae_seed_only(committed, tmp_path):
+    root, folder, _ = committed
+    other_seed = tmp_path / "artifacts" / "demo_seed2"
+    shutil.copytree(root, other_seed)
+    (other_seed / "train" / "config.yaml").write_text("sae:\n  seed: 2\n")
+    top = other_seed / "score" / "top_features.json"
+    top.write_text(top.read_text().replace("[\n    11,", "[\n    39,"))  # another SAE: its ids name other latents
+    art = Artifacts(root)
+    expectations.write("demo", art, {"demo_seed1": Artifacts(tmp_path / "artifacts" / "demo_seed1"),
+                                     "demo_seed2": Artifacts(other_seed)}, expectations.run_settings(art), "test")
+    score = yaml.safe_load((folder / "reasonscore.yaml").read_text())
+    assert score["f_r"]["min_overlap"] == 1.0 and "demo_seed2" not in score["f_r"]["why"]

@@ -1,5 +1,7 @@
 """The same machine gives the same artifacts: two runs of corpus, train, vocab, score and interpret on the tiny Llama,
-one on 1 thread and one on 2, write byte-identical files except where provenance is recorded (times, paths, commit)."""
+one on 1 thread and one on 2, write byte-identical files except where provenance is recorded (times, paths, commit).
+At these sizes MKL and ATen run every product and sum on one thread whatever the setting; at the demo's sizes they
+split them by thread count, and 1- and 2-thread runs differ in their last bits (README, "Reproducing")."""
 
 import json
 import subprocess
