@@ -72,15 +72,11 @@ def reproduction_verdict(cfg) -> str | None:
     from reasoning_sae.figures.verify import Result
 
     expected = expectations.load(cfg.experiment_name)
-    art = Artifacts(Path(cfg.paths.artifacts) / cfg.experiment_name)
     if not expected or cfg.get("job_dir"):
         return None
-    if expectations.other_model(art, expected):
-        return (f"paper/expected/{cfg.experiment_name} holds a run of {expectations.other_model(art, expected)}: this "
-                f"run of {expectations.run_model(art)} is not compared with it")
     res = Result()
-    expectations.compare(res, art, expected)
-    return expectations.summary(res)
+    account = expectations.check(res, Artifacts(Path(cfg.paths.artifacts) / cfg.experiment_name), expected)
+    return expectations.summary(res) if res.checks else account
 
 
 def _discard_run_dir(artifacts_root: Path) -> None:

@@ -234,13 +234,15 @@ def compare(res, art: Artifacts, expected: dict[str, dict]) -> None:
 
 
 def _compare_value(res, name: str, spec: dict, ours) -> None:
+    from reasoning_sae.figures.paper_checks import within
+
     value, bound = spec["value"], spec["tolerance"]["abs"]
     if value is None:
         return
     if ours is None:
         res.check(False, f"{name}: committed {value:.4g}, not measured in this run")
         return
-    res.check(abs(ours - value) <= bound + 1e-9 * max(1.0, abs(value)),
+    res.check(within(ours, value, spec["tolerance"]),
               f"{name}: committed {value:.4g} ± {bound:.3g}, this run {ours:.4g} (Δ {ours - value:+.3g}): outside "
               f"the tolerance")
 
@@ -254,9 +256,17 @@ def _compare_table(res, name: str, table: dict, ours: dict) -> None:
             _compare_value(res, f"{name} row {key!r}, column {column!r}", spec, ours.get(key, {}).get(column))
 
 
-def summary_short(res, before: int) -> str:
+def check(res, art: Artifacts, expected: dict[str, dict]) -> str:
+    """compare() when the committed run is of this run's model; a one-line account of what was done either way."""
+    committed = other_model(art, expected)
+    label = f"paper/expected/{art.experiment}"
+    if committed:
+        return f"{label} holds a run of {committed}, this one is of {run_model(art)}: not compared"
+    before = len(res.failures)
+    compare(res, art, expected)
     failed = len(res.failures) - before
-    return f"{failed} committed numbers outside their tolerances" if failed else "committed numbers reproduced"
+    return (f"{failed} committed numbers outside their tolerances" if failed else "committed numbers reproduced") + \
+        f" against {label}"
 
 
 def summary(res) -> str:

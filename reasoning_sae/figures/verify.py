@@ -271,13 +271,8 @@ def verify(artifacts: Path, paper: Path | None = None, against_paper: bool | Non
     check_optional(res, art, roots, items)
     check_examples(res, art, roots, items)
     committed = expectations.load(art.experiment)
-    if committed and expectations.other_model(art, committed):
-        res.notes.append(f"paper/expected/{art.experiment} holds a run of {expectations.other_model(art, committed)}, "
-                         f"this one is of {expectations.run_model(art)}: not compared")
-    elif committed:
-        before = len(res.failures)
-        expectations.compare(res, art, committed)
-        res.notes.append(f"{expectations.summary_short(res, before)} against paper/expected/{art.experiment}")
+    if committed:
+        res.notes.append(expectations.check(res, art, committed))
     run = load_paper_run(built)
     if against_paper if against_paper is not None else bool(run and run.compare):
         paper_checks.compare(res, art, items, feature_ids=against_paper or run.feature_ids)
