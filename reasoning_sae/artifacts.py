@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae import __version__
 from reasoning_sae.manifest import MANIFEST, write_manifest
+from reasoning_sae.publish import atomic_dir, clean_stale, stage_lock
 
 log = logging.getLogger(__name__)
 META = "meta.json"
@@ -38,6 +38,7 @@ def stage_dir(cfg: DictConfig, stage: str) -> Path:
 def upstream(cfg: DictConfig, stage: str, name: str = "") -> Path:
     """`name` inside an earlier stage's artifact; a UserError naming the stage to run when it is absent."""
     path = stage_dir(cfg, stage) / name
+    clean_stale(stage_dir(cfg, stage))  # an artifact a killed two-rename publish stranded is put back first
     if not (stage_dir(cfg, stage) / META).is_file() or not path.exists():
         from reasoning_sae.errors import UserError
 
@@ -107,25 +108,6 @@ def lock_hash() -> str | None:
     return _sha256(lock.read_bytes()) if lock.is_file() else None
 
 
-@contextlib.contextmanager
-def atomic_dir(final: Path):
-    """Yield a temporary directory beside `final`; on success it replaces `final`, on error it is removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -141,11 +123,18 @@ def run_stage(
     keys = tuple(keys)
     out = output_dir(cfg, stage)
     fp = fingerprint(cfg, keys, inputs)
-    if not cfg.get("force", False) and up_to_date(out, fp):
-        log.info("%s: up to date (%s), skipped", stage, out)
-        if not (out / MANIFEST).is_file():  # written by a version without manifests
-            write_manifest(out)
-        return out
+    with stage_lock(out):  # a concurrent run of this stage finishes first; then this one finds it up to date
+        if not cfg.get("force", False) and up_to_date(out, fp):
+            log.info("%s: up to date (%s), skipped", stage, out)
+            if not (out / MANIFEST).is_file():  # written by a version without manifests
+                write_manifest(out)
+            return out
+        _build(cfg, stage, keys, inputs, fp, out, build)
+    return out
+
+
+def _build(cfg: DictConfig, stage: str, keys: tuple, inputs: dict[str, str], fp: str, out: Path,
+           build: Callable[[Path], dict | None]) -> None:
     start = time.time()
     with atomic_dir(out) as tmp:
         summary = build(tmp) or {}
@@ -165,7 +154,6 @@ def run_stage(
         })
         write_manifest(tmp)
     log.info("%s: wrote %s in %.1f s", stage, out, time.time() - start)
-    return out
 
 
 def sae_source(cfg: DictConfig):
@@ -223,4 +211,8 @@ def load_f_max(cfg: DictConfig, sae_fingerprint: str) -> dict[int, float]:
     if measured_on.get("fingerprint") != sae_fingerprint:
         raise UserError(f"the interpret stage's f_max ({path}) was measured on another SAE than this run's "
                         f"sae_source: rerun it (python -m reasoning_sae interpret with the same overrides)")
-    return {int(k): float(v) for k, v in json.loads((path / "f_max.json").read_text()).items()}
+    try:
+        return {int(k): float(v) for k, v in json.loads((path / "f_max.json").read_text()).items()}
+    except (ValueError, TypeError, AttributeError) as err:  # not JSON, or not {feature id: number}
+        raise UserError(f"{path / 'f_max.json'} is corrupt ({type(err).__name__}: {err}): rerun the interpret stage "
+                        f"(python -m reasoning_sae interpret force=true)") from None
