@@ -6,10 +6,7 @@ The public API (DESIGN.md) is importable from here; heavier parts load on first 
 from importlib.metadata import PackageNotFoundError, version
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.models import LanguageModel, ModelConfig, load_lm
-from reasoning_sae.sae import SAEConfig, SparseAutoencoder
-from reasoning_sae.score import reason_scores
-from reasoning_sae.steering import steer
+from reasoning_sae.lazy import exports
 
 try:
     __version__ = version("reasoning-sae")
@@ -20,3 +17,8 @@ __all__ = [
     "LanguageModel", "ModelConfig", "SAEConfig", "SparseAutoencoder", "UserError", "__version__", "load_lm",
     "reason_scores", "steer",
 ]
+__getattr__, __dir__ = exports(__name__, {
+    "LanguageModel": "reasoning_sae.models", "ModelConfig": "reasoning_sae.models", "load_lm": "reasoning_sae.models",
+    "SAEConfig": "reasoning_sae.sae", "SparseAutoencoder": "reasoning_sae.sae",
+    "reason_scores": "reasoning_sae.score", "steer": "reasoning_sae.steering",
+})

@@ -1,5 +1,6 @@
 """`python -m reasoning_sae <stage> [hydra overrides]`: one Hydra app per stage over conf/, plus `reproduce`."""
 
+import errno
 import importlib
 import json
 import logging
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from reasoning_sae import preflight
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import conf_dir
 from reasoning_sae.stages import OPTIONAL, STAGES
@@ -108,7 +110,10 @@ def _task(stage: str):
             with open_dict(cfg):
                 cfg.job_dir = job_dir
         try:
-            reproduce(cfg) if stage == "reproduce" else run_stage(stage, cfg)
+            try:
+                reproduce(cfg) if stage == "reproduce" else run_stage(stage, cfg)
+            except OSError as err:
+                raise environment_error(err) or err
         except UserError as err:
             if not is_other_rank():  # the run directory is rank 0's
                 _discard_run_dir(Path(cfg.paths.artifacts))
@@ -116,6 +121,17 @@ def _task(stage: str):
             sys.exit(err.exit_code)
 
     return task
+
+
+def environment_error(err: OSError) -> UserError | None:
+    """A full disk, a quota or a folder turned read-only mid-run is the machine's fault, not ours: one line."""
+    fixes = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free space within your quota",
+             errno.EROFS: "set paths.artifacts to a writable folder", errno.EACCES: "fix the permissions",
+             errno.EPERM: "fix the permissions"}
+    if err.errno not in fixes:
+        return None
+    where = f" ({err.filename})" if err.filename else ""
+    return UserError(f"{err.strerror}{where}: {fixes[err.errno]}, then rerun: finished stages are kept")
 
 
 def is_other_rank() -> bool:
@@ -175,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_group_choices(overrides)
         check_slurm(overrides)
+        if not is_other_rank():  # rank 0 checked this job before starting the others
+            preflight.run(stage, overrides)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -2,6 +2,7 @@
 
 import pytest
 
+from reasoning_sae import config_check
 from reasoning_sae.data.sources import SourceConfig
 from reasoning_sae.models.config import conf_dir, model_config
 from reasoning_sae.stages import OPTIONAL, STAGES
@@ -16,6 +17,7 @@ def test_primary_configs_compose_with_every_experiment(compose, stage, experimen
     cfg = compose(stage, (f"experiment={experiment}",))
     assert cfg.stage == stage and cfg.experiment_name == experiment
     model_config(dict(cfg.model))
+    config_check.check(cfg)  # every setting of every shipped config has the type and range the stages accept
     for source in cfg.data.sources.values():
         SourceConfig(**source)
 
@@ -25,6 +27,7 @@ def test_every_group_option_composes(compose, group):
     for option in sorted(p.stem for p in conf_dir().glob(f"{group}/*.yaml")):
         cfg = compose("corpus", (f"{group}={option}",))
         assert cfg[group]
+        config_check.check(cfg)
 
 
 def test_paper_experiment_is_the_paper_setup(compose):

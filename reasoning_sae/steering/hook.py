@@ -23,10 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from reasoning_sae.errors import UserError
-
-MODES = ("add", "clamp")
-POSITIONS = ("all", "prompt", "generated")
-SITES = ("resid_post", "mlp_out")
+from reasoning_sae.steering.modes import MODES, POSITIONS, SITES
 
 
 def check_site(site: str, hook_kind: str | None = None) -> None:
