@@ -1,6 +1,7 @@
 """Where corpus rows come from: the embedded demo generator, local JSONL/JSON/parquet files, datasets saved
 with `save_to_disk`, or the Hugging Face Hub. Every source is checked against its schema's required columns."""
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,28 @@ def _looks_empty(path: Path) -> bool:
 
 
 def _local(path: Path, cfg: SourceConfig) -> datasets.Dataset:
+    """A local copy; a file datasets or Arrow cannot parse is one line naming it, not their traceback."""
+    import pyarrow
+
+    progress, logger = datasets.is_progress_bar_enabled(), logging.getLogger("datasets")
+    level = logger.level
+    datasets.disable_progress_bar()  # a bar or datasets' own error log on stderr would stand beside the one line
+    logger.setLevel(logging.CRITICAL)
+    try:
+        return _read_local(path, cfg)
+    except (datasets.exceptions.DatasetGenerationError, pyarrow.ArrowException, UnicodeDecodeError, ValueError,
+            FileNotFoundError) as err:
+        cause = err.__cause__ if isinstance(err, datasets.exceptions.DatasetGenerationError) and err.__cause__ else err
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise UserError(f"data source {str(path)!r} cannot be read as {path.suffix or 'a saved dataset'} ({reason}): "
+                        f"point it at a valid .jsonl, .json or .parquet file or a save_to_disk folder") from None
+    finally:
+        logger.setLevel(level)
+        if progress:
+            datasets.enable_progress_bar()
+
+
+def _read_local(path: Path, cfg: SourceConfig) -> datasets.Dataset:
     # datasets fails on empty inputs in several odd ways (IndexError, StopIteration), so check first.
     if _looks_empty(path):
         raise _empty_error(path)

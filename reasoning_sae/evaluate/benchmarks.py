@@ -109,8 +109,15 @@ def read_rows(path: Path) -> list[dict]:
         with path.open(newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
     if path.suffix in (".jsonl", ".json"):
-        text = path.read_text(encoding="utf-8").strip()
-        return json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+            rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line]
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"benchmark file {path} is not {path.suffix[1:].upper()} ({err}): point it at a copy in "
+                            f"the hub schema, one JSON object per line (.jsonl) or a JSON list (.json)") from None
+        if not all(isinstance(row, dict) for row in rows):
+            raise UserError(f"benchmark file {path} holds something other than JSON objects: one object per row")
+        return rows
     raise UserError(f"cannot read benchmark file {path}: use a .jsonl, .json or .csv copy in the hub schema")
 
 
@@ -129,15 +136,33 @@ def load_local(name: str, path: str | Path) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows)
 
 
+def _unreachable(name: str) -> UserError:
+    return UserError(
+        f"cannot download {BENCHMARKS[name].hub_path} for {name}: the Hugging Face Hub is unreachable; pass a local "
+        f"copy (benchmark.data_files.<task>=path, task_config({name!r}, local_path=...) or lm-eval's --metadata "
+        f"'{{\"local_path\": ...}}')"
+    )
+
+
+def check_source(task: str, local_path: str | Path | None = None) -> None:
+    """The task's rows can be had: its local copy reads and has the fields, or the hub answers (before a model loads)."""
+    from reasoning_sae.models.loading import hub_reachable
+
+    name = benchmark_of(task)
+    if name is None or BENCHMARKS[name].hub_path is None:
+        return
+    if local_path:
+        load_local(name, local_path)
+    elif not hub_reachable():
+        raise _unreachable(name)
+
+
 def _hub(name: str) -> datasets.Dataset:
     from reasoning_sae.models.loading import hub_reachable
 
     bench = BENCHMARKS[name]
     if not hub_reachable():
-        raise UserError(
-            f"cannot download {bench.hub_path} for {name}: the Hugging Face Hub is unreachable; "
-            f"pass a local copy with task_config({name!r}, local_path=...) or --metadata '{{\"local_path\": ...}}'"
-        )
+        raise _unreachable(name)
     return datasets.load_dataset(bench.hub_path, bench.hub_name, split=bench.split)
 
 
@@ -278,10 +303,12 @@ def task_config(
     from reasoning_sae.evaluate.grading import Grading
     from reasoning_sae.lm_eval import task_dir
 
+    names = sorted(p.stem for p in task_dir().glob("*.yaml"))
+    # A name, never a path: the task YAML's `!function` runs Python, so only the shipped task files may load.
+    if not isinstance(name, str) or name not in names:
+        raise UserError(f"unknown benchmark task {name!r}: use one of {', '.join(names)} (names of the tasks shipped "
+                        f"in reasoning_sae/lm_eval/tasks/, not paths)")
     path = task_dir() / f"{name}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in task_dir().glob("*.yaml"))
-        raise UserError(f"unknown benchmark task {name!r}: use one of {', '.join(names)}")
     cfg = load_yaml(path, resolve_func=True)
     extra = {**(cfg.get("dataset_kwargs") or {}), **dataset_kwargs}
     if local_path is not None:

@@ -93,6 +93,14 @@ def build(cfg: DictConfig, out: Path) -> dict:
     data = cfg.data
     check_context_size(data.context_size)
     model_cfg: ModelConfig = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    sources = source_configs(data)
+    if data.scoring.source not in sources:
+        raise UserError(f"data.scoring.source={data.scoring.source!r} is not one of the sources {sorted(sources)}")
+    # Only the sources the mix takes from (fraction > 0) and the scoring source are read: a source at fraction 0
+    # (the paper's SlimPajama, read only by the model-diffing stages) is never downloaded for the main corpus.
+    # They are read before the tokenizer loads, so a bad source fails first.
+    mixed = {n: s for n, s in sources.items() if s.fraction > 0} if data.get("train_mix", True) else {}
+    rows = {name: load_source(src) for name, src in {**mixed, data.scoring.source: sources[data.scoring.source]}.items()}
     tokenizer = load_tokenizer(model_cfg)
     bos = model_cfg.bos_token_id if model_cfg.bos_token_id is not None else tokenizer.bos_token_id
     eos = model_cfg.eos_token_id if model_cfg.eos_token_id is not None else tokenizer.eos_token_id
@@ -108,13 +116,6 @@ def build(cfg: DictConfig, out: Path) -> dict:
                             f"lower data.context_size or add rows")
         return packed.shuffle(seed=data.shuffle_seed).flatten_indices()
 
-    sources = source_configs(data)
-    if data.scoring.source not in sources:
-        raise UserError(f"data.scoring.source={data.scoring.source!r} is not one of the sources {sorted(sources)}")
-    # Only the sources the mix takes from (fraction > 0) and the scoring source are read: a source at fraction 0
-    # (the paper's SlimPajama, read only by the model-diffing stages) is never downloaded for the main corpus.
-    mixed = {n: s for n, s in sources.items() if s.fraction > 0} if data.get("train_mix", True) else {}
-    rows = {name: load_source(src) for name, src in {**mixed, data.scoring.source: sources[data.scoring.source]}.items()}
     packed = {name: pack_texts(as_texts(rows[name], src, model_cfg.chat_format, tokenizer), f"pack {name}")
               for name, src in mixed.items()}
     train = None

@@ -285,7 +285,7 @@ def build(cfg: DictConfig, out: Path, grid_cells: list[Cell], found: dict) -> di
 
 def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
     """Fail on bad settings before the first (long) cell runs."""
-    from reasoning_sae.evaluate.benchmarks import load_local
+    from reasoning_sae.evaluate.benchmarks import check_source
 
     if not grid_cells:
         raise UserError("nothing to evaluate: benchmark.tasks is empty, or no features and steering.baseline=false")
@@ -301,15 +301,18 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
                             f"max_gen_toks={bc.max_gen_toks} (prompt + generation), or null for the model's maximum")
     for task in dict.fromkeys(c.task for c in grid_cells):
         task_spec(cfg, task)
-        local = cfg.benchmark.data_files.get(task) if cfg.benchmark.data_files else None
-        if local:
-            load_local(task, local)
-    if any(c.features for c in grid_cells):
-        from reasoning_sae.steering import check_site
+        check_source(task, cfg.benchmark.data_files.get(task) if cfg.benchmark.data_files else None)
+    steered = sorted({f for c in grid_cells for f in c.features})
+    if steered:
+        from reasoning_sae.steering import MODES, POSITIONS, check_site
 
+        for key, allowed in (("mode", MODES), ("positions", POSITIONS)):
+            if cfg.steering[key] not in allowed:
+                raise UserError(f"steering.{key}={cfg.steering[key]!r}: use one of {', '.join(allowed)}")
         check_site(cfg.steering.get("site", "resid_post"))
         d_sae = json.loads((sae_path(cfg) / "cfg.json").read_text())["d_sae"]
-        check_feature_ids([f for c in grid_cells for f in c.features], d_sae, "steering.features")
+        check_feature_ids(steered, d_sae, "steering.features")
+        f_max_for(cfg, tuple(steered))  # f_max.json reads and covers every steered feature
     if bc.engine == "vllm":
         steer_layer(cfg, any(c.features for c in grid_cells))  # the SAE's hook names a layer of the model
 
