@@ -84,6 +84,11 @@ class Explainer:
             body["max_tokens"] = self.max_tokens
         return self._content(self._post(body))
 
+    def probe(self) -> None:
+        """One one-token request, so that a wrong URL, key or model fails before hours of steered generation."""
+        self._content(self._post({"model": self.model, "max_tokens": 1, "temperature": 0.0,
+                                  "messages": [{"role": "user", "content": "Reply with OK."}]}), probe=True)
+
     def _post(self, body: dict) -> httpx.Response:
         response = post_with_retries(self.url, body, self.api_key, self.timeout, self.retries, self.backoff,
                                      f"the explainer at {self.url}", f"check explainer.base_url, that the server "
@@ -105,11 +110,13 @@ class Explainer:
                else "the server rejected the request: check explainer.model and explainer.temperature")
         return f"explainer at {self.url} answered HTTP {status} ({_snippet(detail) or response.reason_phrase}): {fix}"
 
-    def _content(self, response: httpx.Response) -> str:
+    def _content(self, response: httpx.Response, probe: bool = False) -> str:
         try:
             content = response.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             content = None
+        if probe and isinstance(content, str):  # one token may well be empty text
+            return content
         if not isinstance(content, str) or not content.strip():
             raise UserError(f"explainer at {self.url} sent no Chat Completions message ({_snippet(response.text)}): "
                             "point explainer.base_url at an OpenAI-compatible /v1 endpoint")

@@ -5,19 +5,22 @@ score stage's F_R, best first, or `autointerp.features`) the model answers probl
 gamma of the grid; the explainer describes each feature, then groups them. Writes `generations.jsonl` (feature, gamma,
 domain, prompt, text), `descriptions.json`, `groups.json` and `table.md` (Table 4's layout)."""
 
+import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import load_f_max, run_sae, run_stage, sae_inputs, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import (load_f_max, run_sae, run_stage, sae_inputs, stage_dir, upstream, upstream_inputs,
+                                     write_json)
 from reasoning_sae.data.sources import load_source
 from reasoning_sae.errors import UserError
-from reasoning_sae.interpret.autointerp import (Prompt, describe_feature, generate, group_features, markdown_table,
-                                                sample_prompts, steered_generations)
+from reasoning_sae.interpret.autointerp import (Generation, Prompt, describe_feature, generate, group_features,
+                                                markdown_table, sample_prompts, steered_generations)
 from reasoning_sae.interpret.explainer import Explainer, endpoint
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
@@ -73,25 +76,61 @@ def header(cfg: DictConfig, explainer: Explainer, features: list[int], prompts: 
             "Layout of the paper's Table 4.\n\n")
 
 
+class GenerationCache:
+    """Each feature's steered generations, kept outside the stage's atomic folder (`autointerp-cache/`), so a run the
+    explainer stops (an outage, a quota) continues from them instead of generating again."""
+
+    def __init__(self, cfg: DictConfig, sae_fingerprint: str, prompts: list[Prompt], settings: dict):
+        ac = cfg.autointerp
+        self.folder = stage_dir(cfg, "autointerp-cache")
+        self.base = {"sae": sae_fingerprint, "model": OmegaConf.to_container(cfg.model, resolve=True),
+                     "prompts": [tuple(p) for p in prompts], "settings": settings,
+                     "steering": {"gammas": list(ac.gammas), "mode": ac.mode, "positions": ac.positions}}
+
+    def _path(self, feature: int, f_max: float | None) -> Path:
+        key = json.dumps({**self.base, "feature": feature, "f_max": f_max}, sort_keys=True, default=str)
+        return self.folder / f"{feature}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsonl"
+
+    def get(self, feature: int, f_max: float | None) -> list[Generation] | None:
+        path = self._path(feature, f_max)
+        if not path.is_file():
+            return None
+        return [Generation(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+    def put(self, feature: int, f_max: float | None, rows: list[Generation]) -> None:
+        path = self._path(feature, f_max)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(json.dumps(g._asdict()) + "\n" for g in rows))
+        tmp.replace(path)
+
+
 def build(cfg: DictConfig, out: Path) -> dict:
     ac = cfg.autointerp
-    explainer = Explainer.from_config(OmegaConf.to_container(ac.explainer, resolve=True))  # fail before the model runs
+    explainer = Explainer.from_config(OmegaConf.to_container(ac.explainer, resolve=True))
     check_config(ac)
     fetched = run_sae(cfg)
     sae = SparseAutoencoder.load(fetched.path)
     features = select_features(cfg, sae.d_sae)
     f_max = load_f_max(cfg, fetched.fingerprint)
     prompts = problems(cfg)
-    lm = load_lm(model_config(OmegaConf.to_container(cfg.model, resolve=True)))
+    explainer.probe()  # the endpoint answers before the model loads and generates
     settings = {"max_new_tokens": int(ac.max_new_tokens), "batch_size": ac.batch_size,
                 "temperature": float(ac.temperature), "seed": int(cfg.seed)}
-    reference = generate(lm, prompts, **settings)
-    generations = {}
+    cache = GenerationCache(cfg, fetched.fingerprint, prompts, settings)
+    lm, reference, generations = None, None, {}
     for i, feature in enumerate(features, 1):
+        generations[feature] = cache.get(feature, f_max.get(feature))
+        if generations[feature] is not None:
+            continue
+        if lm is None:
+            lm = load_lm(model_config(OmegaConf.to_container(cfg.model, resolve=True)))
+            reference = generate(lm, prompts, **settings)
         log.info("autointerp: steering feature %d (%d/%d)", feature, i, len(features))
         generations[feature] = steered_generations(
             lm, sae, feature, list(ac.gammas), prompts, f_max.get(feature), mode=ac.mode, positions=ac.positions,
             reference=reference, **settings)
+        cache.put(feature, f_max.get(feature), generations[feature])
     with (out / "generations.jsonl").open("w") as f:
         f.writelines(json.dumps(g._asdict()) + "\n" for rows in generations.values() for g in rows)
     descriptions = [describe_feature(explainer, f, generations[f], ac.mode, ac.max_chars) for f in features]

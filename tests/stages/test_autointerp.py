@@ -53,22 +53,46 @@ def test_autointerp_writes_generations_descriptions_groups_and_table(pipeline, m
         assert (f"| Self-Correction and Backtracking | {features[0]} | error checking | Semantic & Logical Consistency "
                 "| Strengthening: re-checks steps. Weakening: commits to the first answer. |") in table
         assert "described and grouped by fake-judge" in table
-        requests = server.requests
+        probe, *requests = server.requests  # a one-token probe before the model loads, then the real requests
+        assert probe["body"]["max_tokens"] == 1 and probe["headers"]["Authorization"] == "Bearer sk-local"
         assert len(requests) == FEATURES + 1 and all(r["body"]["model"] == "fake-judge" for r in requests)
-        assert requests[0]["headers"]["Authorization"] == "Bearer sk-local"
         first = [r["text"] for r in rows if r["feature"] == features[0] and r["gamma"] == 4.0]
         assert all(text.strip() in requests[0]["body"]["messages"][1]["content"] for text in first)
         meta = json.loads((out / "meta.json").read_text())
         assert "sk-local" not in (out / "config.yaml").read_text() + json.dumps(meta)
         stamp = (out / "meta.json").read_text()
         assert autointerp.run(cfg) == out and (out / "meta.json").read_text() == stamp  # unchanged: skipped
-        assert len(server.requests) == FEATURES + 1
+        assert len(server.requests) == FEATURES + 2
     finally:
         server.close()
     # no endpoint now: the rebuild stops before the model runs and the previous artifact stays as it was
     with pytest.raises(UserError, match="no explainer endpoint"):
         autointerp.run(pipeline())
     assert (out / "meta.json").read_text() == stamp and not list(out.parent.glob(".autointerp.*"))
+
+
+def test_a_run_the_explainer_stops_keeps_its_generations_for_the_rerun(pipeline, monkeypatch):
+    server = FakeExplainer()
+    try:
+        cfg = pipeline(f"autointerp.explainer.base_url={server.url}", "autointerp.explainer.retries=0")
+        server.script = [(200, server.completion({"model": "m", "max_tokens": 1})),
+                         (400, json.dumps({"error": {"message": "quota exceeded"}}))]  # the probe passes, then no more
+        with pytest.raises(UserError, match="quota exceeded"):
+            autointerp.run(cfg)
+        cached = sorted((Path(cfg.paths.artifacts) / "demo" / "autointerp-cache").glob("*.jsonl"))
+        assert len(cached) == FEATURES
+        monkeypatch.setattr(autointerp, "load_lm", lambda *_: pytest.fail("generated again"))
+        out = autointerp.run(cfg)  # the explainer is back: the generations come from the cache
+        assert len((out / "generations.jsonl").read_text().splitlines()) == FEATURES * 3 * 3
+    finally:
+        server.close()
+
+
+def test_an_unreachable_explainer_stops_the_stage_before_the_model_loads(pipeline, monkeypatch):
+    monkeypatch.setattr(autointerp, "load_lm", lambda *_: pytest.fail("the model loaded"))
+    cfg = pipeline("autointerp.explainer.base_url=http://127.0.0.1:9/v1", "autointerp.explainer.retries=0")
+    with pytest.raises(UserError, match="cannot reach the explainer"):
+        autointerp.run(cfg)
 
 
 def test_cli_without_an_endpoint_exits_2_and_writes_nothing(pipeline, tiny_llama_dir, tmp_path):
