@@ -1,8 +1,10 @@
 """The `train` stage: an SAE on the model's residual stream over the corpus stage's training mix.
 
 Writes `sae/` (SAELens format, input scaling folded in, feature stats in sparsity.safetensors), `metrics.json`
-(held-out evaluation), `density.png`, and `train_log.csv` with the logged metrics. Lightning checkpoints live in
-a work directory beside the artifact until the run finishes, so `resume=true` continues a killed run exactly."""
+(held-out evaluation), `density.png`, and `train_log.csv` with the logged metrics (one row per logged step, across
+kills and resumes). Lightning checkpoints live in a work directory beside the artifact until the run finishes, so
+`resume=true` continues a killed run exactly. Every setting is checked before anything is read or loaded, and a
+checkpoint that resume=true would load is checked to read back."""
 
 import contextlib
 import json
@@ -18,18 +20,83 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from reasoning_sae import config_check
 from reasoning_sae.artifacts import (fingerprint, output_dir, path_fingerprint, run_stage, stage_dir, upstream,
                                      upstream_inputs, write_json)
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config, resid_post
 from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
+from reasoning_sae.train import history
+from reasoning_sae.settings import Rule, check_setting
 from reasoning_sae.train.config import TrainConfig
 from reasoning_sae.train.evaluate import density_histogram, evaluate_sae
-from reasoning_sae.train.module import SAEModule
+from reasoning_sae.train.module import NonFiniteTraining, SAEModule
 from reasoning_sae.train.store import ActivationDataModule, rank_batch_size, shard_bounds
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("model", "data", "sae", "trainer")
+LOGGERS = ("wandb", "csv", "none")
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """Every setting this stage reads, checked before anything is read, loaded or written: one line per fault."""
+    tc = TrainConfig.from_mapping(OmegaConf.to_container(cfg.sae, resolve=True))
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    if mc.layer is None:
+        raise UserError("model.layer is not set: choose the layer whose residual stream the SAE reads")
+    check_setting("model.layer", mc.layer, int, Rule(low=0))
+    check_setting("model.n_layers", mc.n_layers, int | None, Rule(low=1))
+    if mc.n_layers is not None and mc.layer >= mc.n_layers:
+        raise UserError(f"model.layer={mc.layer} is out of range: the model has {mc.n_layers} layers, set "
+                        f"model.layer to 0-{mc.n_layers - 1}")
+    config_check.check(cfg)  # data.context_size, resume, activation_cache, ... (the CLI checked them too)
+    check_setting("logger.name", cfg.logger.name, str, Rule(choices=LOGGERS))
+    if tc.init_from and not (Path(tc.init_from) / "cfg.json").is_file():
+        raise UserError(f"sae.init_from={tc.init_from} is not an SAE directory (no cfg.json): point it at a trained "
+                        f"sae/")
+    return tc
+
+
+def work_dir(cfg: DictConfig, ins: dict[str, str]) -> Path:
+    """Where a run keeps its checkpoints, activation cache and logs until it finishes: keyed by the fingerprint of
+    its settings and inputs, so only the very same run finds (and with resume=true continues) them."""
+    return output_dir(cfg, "train").with_name(f".train-work-{fingerprint(cfg, CONFIG_KEYS, ins)[:16]}")
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a Lightning checkpoint was written at; reads the small pickle only (tensors are memory-mapped)."""
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+
+
+def check_checkpoint(last: Path) -> None:
+    """A checkpoint that resume=true would load must read back: else one line naming it and the way out."""
+    try:
+        checkpoint_step(last)
+    except Exception as err:  # noqa: BLE001 (whatever torch makes of a cut-short zip: OSError, RuntimeError, ...)
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:160]
+        earlier = []
+        for other in last.parent.glob("*.ckpt"):
+            if other != last:
+                with contextlib.suppress(Exception):
+                    earlier.append((checkpoint_step(other), other))
+        also = (f", or copy {max(earlier)[1].name} over it to resume from step {max(earlier)[0]}" if earlier else "")
+        raise UserError(f"the checkpoint {last} cannot be read ({reason}), cut short or damaged (e.g. by a kill while "
+                        f"it was written): delete it or set resume=false to train from step 0{also}") from None
+
+
+def checkpoint_every(tc: TrainConfig) -> int:
+    return tc.checkpoint_every or max(1, tc.total_steps // 5)
+
+
+def kept(work: Path, tc: TrainConfig) -> str:
+    """What a run stopped by non-finite values leaves to resume, for the end of its message."""
+    last = work / "checkpoints" / "last.ckpt"
+    with contextlib.suppress(Exception):
+        step = checkpoint_step(last)
+        return (f"; changed settings train from step 0 (another work folder), and resume=true with these settings "
+                f"would replay this run's checkpoint of step {step} ({last}) into the same failure")
+    return (f"; no checkpoint of this run was written (the first was due at step {checkpoint_every(tc)}): there is "
+            f"nothing to resume")
 
 
 def corpus_dir(cfg: DictConfig) -> Path:
@@ -97,15 +164,26 @@ def load_init(path: str, sae_cfg: SAEConfig) -> SparseAutoencoder:
 
 def make_trainer(cfg: DictConfig, tc: TrainConfig, work: Path, logger):
     import lightning as L
+    from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    every = tc.checkpoint_every or max(1, tc.total_steps // 5)
-    checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=every, save_last=True,
-                                 save_top_k=1, monitor=None)
-    return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_steps=tc.total_steps,
-                     max_epochs=-1, gradient_clip_val=tc.grad_clip or None, gradient_clip_algorithm="norm",
-                     log_every_n_steps=tc.log_every, callbacks=[checkpoint, *map(instantiate, cfg.callbacks)],
-                     enable_model_summary=False, logger=logger, default_root_dir=str(work), num_sanity_val_steps=0)
+    checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=checkpoint_every(tc),
+                                 save_last=True, save_top_k=1, monitor=None)
+    try:
+        callbacks = [checkpoint, *map(instantiate, cfg.callbacks)]
+    except InstantiationException as err:
+        reason = str(err).strip().splitlines()[0].split(", set env var HYDRA_FULL_ERROR")[0]
+        raise UserError(f"callbacks: {reason}: give Lightning callbacks as "
+                        f"{{_target_: module.Class, ...}}") from None
+    try:
+        return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_steps=tc.total_steps,
+                         max_epochs=-1, gradient_clip_val=tc.grad_clip or None, gradient_clip_algorithm="norm",
+                         log_every_n_steps=tc.log_every, callbacks=callbacks, enable_model_summary=False,
+                         logger=logger, default_root_dir=str(work), num_sanity_val_steps=0)
+    except (MisconfigurationException, TypeError, ValueError) as err:
+        raise UserError(f"Lightning refuses the trainer settings ({str(err).strip().splitlines()[0]}): fix trainer.* "
+                        f"(see conf/trainer/)") from None
 
 
 @contextlib.contextmanager
@@ -133,13 +211,20 @@ def check_world(tc: TrainConfig, world: int, n_sequences: int) -> None:
 
 
 def build(cfg: DictConfig, out: Path, work: Path) -> dict:
-    tc = TrainConfig.from_mapping(OmegaConf.to_container(cfg.sae, resolve=True))
+    from lightning.pytorch.utilities import rank_zero_only
+
+    tc = validate(cfg)
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
-    if mc.layer is None:
-        raise UserError("model.layer is not set: choose the layer whose residual stream the SAE reads")
     token_ids = np.asarray(datasets.load_from_disk(str(corpus_dir(cfg) / "train"))["input_ids"], dtype=np.int64)
+    if token_ids.ndim != 2 or token_ids.shape[1] != cfg.data.context_size:
+        raise UserError(f"data.context_size={cfg.data.context_size} but the corpus at {corpus_dir(cfg)} holds "
+                        f"sequences of {token_ids.shape[-1]} tokens: rerun the corpus stage with these data settings")
     n_eval = min(tc.eval_sequences, len(token_ids) // 10)
     train_ids, eval_ids = token_ids[: len(token_ids) - n_eval], token_ids[len(token_ids) - n_eval :]
+    last = work / "checkpoints" / "last.ckpt"
+    resume = cfg.resume and last.is_file()
+    if rank_zero_only.rank == 0:  # Lightning's CSV logger empties its file on start: keep what a killed run logged
+        history.set_aside(work / "csv" / "metrics.csv", work / history.SEGMENTS, resume)
     logger = make_logger(cfg, work, run_name(cfg))
     trainer = make_trainer(cfg, tc, work, logger)
     world = trainer.world_size
@@ -160,12 +245,13 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
                                       tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
                                       cache_path=work / "activations.npy" if cfg.activation_cache else None,
                                       sink_positions=mc.sink_positions)
-    last = work / "checkpoints" / "last.ckpt"
-    resume = cfg.resume and last.is_file()
     log.info("training %s on %s: %d steps of %d vectors (%d rank(s))%s", tc.architecture, hook, tc.total_steps,
              tc.batch_size_tokens, world, f", resuming from {last}" if resume else "")
     with one_process_group():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+        except NonFiniteTraining as err:
+            raise UserError(f"{err}{kept(work, tc)}") from None
     summary = finish(cfg, module, lm, eval_ids, mc, tc, out, work, hook) if trainer.global_rank == 0 else {}
     if logger:
         logger.log_metrics({f"eval/{k}": v for k, v in summary.items()}, step=tc.total_steps)
@@ -187,9 +273,7 @@ def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path,
     write_json(out / "metrics.json", metrics)
     (out / "sae" / "README.md").write_text(card(cfg, out / "sae", metrics, mc, tc, int(module.tokens_seen)))
     density_histogram(stats["sparsity"], out / "density.png", f"{mc.name} {hook}, {sae.d_sae} latents")
-    csv = work / "csv" / "metrics.csv"
-    if csv.is_file():
-        shutil.copy(csv, out / "train_log.csv")
+    history.write_merged(work / "csv" / "metrics.csv", work / history.SEGMENTS, out / "train_log.csv")
     log.info("SAE: L0 %.1f, explained variance %.3f, CE loss score %.3f", metrics.get("metrics/l0", float("nan")),
              metrics.get("metrics/explained_variance", float("nan")), metrics.get("metrics/ce_loss_score", float("nan")))
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -210,8 +294,12 @@ def card(cfg, sae_dir: Path, metrics: dict, mc, tc: TrainConfig, tokens: int) ->
 def run(cfg: DictConfig) -> Path:
     from lightning.pytorch.utilities import rank_zero_only
 
+    validate(cfg)
     ins = inputs(cfg)
-    work = output_dir(cfg, "train").with_name(f".train-work-{fingerprint(cfg, CONFIG_KEYS, ins)[:16]}")
+    work = work_dir(cfg, ins)
+    last = work / "checkpoints" / "last.ckpt"
+    if cfg.resume and last.is_file():
+        check_checkpoint(last)
     if rank_zero_only.rank != 0:  # another DDP rank of rank 0's run: it trains, rank 0 alone writes the artifact
         with tempfile.TemporaryDirectory() as scratch:
             build(cfg, Path(scratch), work)
@@ -220,7 +308,16 @@ def run(cfg: DictConfig) -> Path:
     def build_and_clean(out: Path) -> dict:
         summary = build(cfg, out, work)
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
-        (work / "activations.npy").unlink(missing_ok=True)
+        shutil.rmtree(work / history.SEGMENTS, ignore_errors=True)
+        for cache in work.glob("activations*.npy"):
+            cache.unlink(missing_ok=True)
         return summary
 
-    return run_stage(cfg, "train", CONFIG_KEYS, ins, build_and_clean)
+    fresh = not work.exists()
+    try:
+        return run_stage(cfg, "train", CONFIG_KEYS, ins, build_and_clean)
+    except BaseException:
+        # A run stopped before it had anything to resume from leaves no work folder behind.
+        if fresh and not any(work.glob("checkpoints/*.ckpt")) and not any(work.glob("activations*.npy")):
+            shutil.rmtree(work, ignore_errors=True)
+        raise

@@ -1,78 +1,89 @@
-"""SAE training settings (the `sae` config group): architecture, initialisation, loss and optimisation."""
+"""SAE training settings (the `sae` config group): architecture, initialisation, loss and optimisation.
+
+Every setting declares what it accepts (its type, and a range or a set of names), and `TrainConfig.from_mapping`,
+the path every user-given `sae.*` takes, checks each value against that before anything else runs: a bad value is
+one line naming the setting and what to give instead (reasoning_sae/settings.py)."""
 
 from dataclasses import dataclass, fields
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.sae import ARCHITECTURES
+from reasoning_sae.sae.init import PRESETS
+from reasoning_sae.settings import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, check_setting, setting
+
+NORMALIZATIONS = ("none", "expected_average_only_in")
 
 
 @dataclass
 class TrainConfig:
-    architecture: str = "standard"
+    architecture: str = setting("standard", choices=ARCHITECTURES)
     """SAE architecture: standard (ReLU + decoder-norm-weighted L1) or topk."""
-    init: str = "paper"
+    init: str = setting("paper", choices=PRESETS)
     """Initialisation preset: paper (sae-lens 5.5.2 heuristic, positive-orthant rows) or fixed (random directions)."""
-    init_decoder_norm: float = 0.1
+    init_decoder_norm: float = setting(0.1, **POSITIVE)
     """Norm of every decoder row at initialisation."""
     init_from: str | None = None
     """An SAE directory (SAELens format) to start from instead of `init`: fine-tuning (stage-wise model diffing)."""
-    expansion_factor: int = 16
+    expansion_factor: int = setting(16, **AT_LEAST_ONE)
     """d_sae = expansion_factor * d_model unless d_sae is set."""
-    d_sae: int | None = None
+    d_sae: int | None = setting(None, **AT_LEAST_ONE)
     """Number of latents (overrides expansion_factor)."""
     apply_b_dec_to_input: bool = False
     """Subtract b_dec before encoding (the paper's YAML: false)."""
-    k: int | None = None
+    k: int | None = setting(None, **AT_LEAST_ONE)
     """Active latents per token (topk)."""
-    normalize_activations: str = "expected_average_only_in"
+    normalize_activations: str = setting("expected_average_only_in", choices=NORMALIZATIONS)
     """none, or expected_average_only_in: scale inputs to mean norm sqrt(d_in), folded into the weights on save."""
-    l1_coefficient: float = 5.0
+    l1_coefficient: float = setting(5.0, **NON_NEGATIVE)
     """Sparsity penalty lambda (standard)."""
-    l1_warm_up_fraction: float = 0.05
+    l1_warm_up_fraction: float = setting(0.05, **FRACTION)
     """lambda rises linearly from 0 over this share of the steps."""
-    aux_coefficient: float = 1 / 32
+    aux_coefficient: float = setting(1 / 32, **NON_NEGATIVE)
     """AuxK loss weight (topk)."""
-    lr: float = 5e-5
+    lr: float = setting(5e-5, **POSITIVE)
     """Adam learning rate."""
-    adam_beta1: float = 0.9
+    adam_beta1: float = setting(0.9, low=0, high=1, high_open=True)
     """Adam beta1."""
-    adam_beta2: float = 0.999
+    adam_beta2: float = setting(0.999, low=0, high=1, high_open=True)
     """Adam beta2."""
-    lr_warm_up_fraction: float = 0.0
+    lr_warm_up_fraction: float = setting(0.0, **FRACTION)
     """Linear learning-rate warm-up over this share of the steps."""
-    lr_decay_fraction: float = 0.2
+    lr_decay_fraction: float = setting(0.2, **FRACTION)
     """Linear decay to 0 over this final share of the steps."""
-    grad_clip: float = 1.0
-    """Gradient-norm clipping."""
-    training_tokens: int = 1_000_000_000
+    grad_clip: float = setting(1.0, **NON_NEGATIVE)
+    """Gradient-norm clipping (0: none)."""
+    training_tokens: int = setting(1_000_000_000, **AT_LEAST_ONE)
     """Activation vectors to train on, over all DDP ranks (tokens minus excluded special tokens); v2: 1B."""
-    batch_size_tokens: int = 4096
+    batch_size_tokens: int = setting(4096, **AT_LEAST_ONE)
     """Activation vectors per optimiser step, over all DDP ranks (each rank trains on its share)."""
-    n_batches_in_buffer: int = 32
+    n_batches_in_buffer: int = setting(32, **AT_LEAST_ONE)
     """Mixing buffer size in batches: filled, shuffled, half served."""
-    store_batch_size_prompts: int = 8
+    store_batch_size_prompts: int = setting(8, **AT_LEAST_ONE)
     """Sequences per LM forward pass when filling the buffer."""
-    dead_feature_window: int = 1000
+    dead_feature_window: int = setting(1000, **AT_LEAST_ONE)
     """A latent silent for this many steps counts as dead (metrics, AuxK)."""
-    feature_sampling_window: int = 1000
+    feature_sampling_window: int = setting(1000, **AT_LEAST_ONE)
     """Steps over which feature density is measured."""
-    dead_feature_threshold: float = 1e-4
+    dead_feature_threshold: float = setting(1e-4, **FRACTION)
     """Density below which a latent counts as dead in the density metric."""
-    log_every: int = 10
+    log_every: int = setting(10, **AT_LEAST_ONE)
     """Steps between metric logs."""
-    checkpoint_every: int = 0
+    checkpoint_every: int = setting(0, **NON_NEGATIVE)
     """Steps between Lightning checkpoints for resume (0: 5 checkpoints over the run)."""
-    eval_sequences: int = 32
+    eval_sequences: int = setting(32, **NON_NEGATIVE)
     """Held-out training-corpus sequences for the end-of-training evaluation."""
-    seed: int = 42
+    seed: int = setting(42, **NON_NEGATIVE)
     """Seed of initialisation and buffer shuffling."""
 
     def __post_init__(self):
         if self.batch_size_tokens < 1 or self.training_tokens < self.batch_size_tokens:
             raise UserError(f"sae.training_tokens ({self.training_tokens}) must be at least sae.batch_size_tokens "
                             f"({self.batch_size_tokens}) > 0")
-        if self.normalize_activations not in ("none", "expected_average_only_in"):
+        if self.normalize_activations not in NORMALIZATIONS:
             raise UserError(f"unknown sae.normalize_activations {self.normalize_activations!r}: "
                             f"use none or expected_average_only_in")
+        if self.architecture == "topk" and self.k is None:
+            raise UserError("sae.architecture=topk needs sae.k: set the number of active latents per token")
 
     @property
     def total_steps(self) -> int:
@@ -80,8 +91,11 @@ class TrainConfig:
 
     @classmethod
     def from_mapping(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """The settings of a user's `sae` config, each checked against its field's type and rule first."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise UserError(f"unknown sae setting(s) {unknown}: allowed are {sorted(known)}")
-        return cls(**values)
+        checked = {name: check_setting(f"sae.{name}", value, known[name].type, known[name].metadata.get("rule"),
+                                       known[name].default) for name, value in values.items()}
+        return cls(**checked)

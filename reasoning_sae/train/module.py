@@ -22,6 +22,15 @@ def lr_factor(step: int, total: int, warm_up: int, decay: int) -> float:
     return 1.0
 
 
+class NonFiniteTraining(UserError):
+    """Training met NaN/inf at `step` and stopped. The message names the cause and the fix; the stage that ran the
+    fit adds what of the run is kept (a checkpoint, or nothing)."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
 class SAEModule(L.LightningModule):
     def __init__(self, sae: SparseAutoencoder, cfg: TrainConfig):
         super().__init__()
@@ -67,19 +76,25 @@ class SAEModule(L.LightningModule):
     def training_step(self, batch_BD: torch.Tensor, batch_idx: int) -> torch.Tensor:
         step = self.global_step
         if not torch.isfinite(batch_BD).all():
-            raise UserError(f"non-finite activations (NaN/inf) in the batch of step {step}: training stopped; "
-                            f"the last good checkpoint is kept (resume=true continues from it)")
+            raise NonFiniteTraining(
+                f"non-finite activations (NaN/inf) in the batch of step {step}, from the model at this layer: run "
+                f"it in float32 (set model.dtype=float32) and train again", step)
         x_BD = self.scale(batch_BD)
         out = self.sae.training_loss(x_BD, l1_coefficient=self.l1_coefficient(step),
                                      dead_mask_F=self.steps_since_fired_F >= self.cfg.dead_feature_window,
                                      aux_coefficient=self.cfg.aux_coefficient)
         if not torch.isfinite(out.loss):
-            raise UserError(f"the SAE loss became non-finite at step {step}: lower sae.lr; "
-                            f"the last good checkpoint is kept (resume=true continues from it)")
+            raise NonFiniteTraining(f"the SAE loss became non-finite at step {step}: lower sae.lr (now "
+                                    f"{self.cfg.lr:g}) and train again", step)
         self._update_feature_stats(out.feats_BF)
         self.trainer.datamodule.buffer.consumed()
-        if step % self.cfg.log_every == 0:
+        # As SAELens: the metrics of the step that ends each log_every (Lightning writes its row under that
+        # step's number), then the density window restarts after each feature_sampling_window steps.
+        if (step + 1) % self.cfg.log_every == 0:
             self.log_dict(self._metrics(x_BD, out, step), on_step=True, prog_bar=False)
+        if (step + 1) % self.cfg.feature_sampling_window == 0:
+            self.window_fired_F.zero_()
+            self.window_tokens.zero_()
         return out.loss
 
     @torch.no_grad()
@@ -117,9 +132,6 @@ class SAEModule(L.LightningModule):
             "details/current_l1_coefficient": self.l1_coefficient(step),
             "details/n_training_tokens": self.tokens_seen.float(),
         })
-        if step and step % self.cfg.feature_sampling_window == 0:
-            self.window_fired_F.zero_()
-            self.window_tokens.zero_()
         return {k: float(v) for k, v in metrics.items()}
 
     # --- export ------------------------------------------------------------------------------------------------

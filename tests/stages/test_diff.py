@@ -125,10 +125,11 @@ def test_diff_needs_the_upstream_stages(compose, tiny_llama_dir, upstream):
 
 
 def test_train_stage_fine_tunes_from_init_from(compose, tiny_llama_dir, upstream, tmp_path):
-    """sae.init_from in the train stage: with lr 0 the result is the starting SAE; its content is an input."""
+    """sae.init_from in the train stage: with a vanishing lr (0 is refused) the result is the starting SAE; its
+    content is an input."""
     start = tmp_path / "start"
     shutil.copytree(upstream / "train" / "sae", start)
-    cfg = compose("train", (*tiny(tiny_llama_dir), f"sae.init_from={start}", "sae.lr=0"))
+    cfg = compose("train", (*tiny(tiny_llama_dir), f"sae.init_from={start}", "sae.lr=1e-30"))
     out = train.run(cfg)
     tuned, init = SparseAutoencoder.load(out / "sae"), SparseAutoencoder.load(start)
     for name in ("W_enc", "b_enc", "W_dec", "b_dec"):

@@ -4,7 +4,7 @@ import torch
 from reasoning_sae import UserError
 from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
 from reasoning_sae.train.config import TrainConfig
-from reasoning_sae.train.module import SAEModule, lr_factor
+from reasoning_sae.train.module import NonFiniteTraining, SAEModule, lr_factor
 
 
 def test_lr_schedule_is_constant_then_decays_linearly_to_zero():
@@ -48,7 +48,18 @@ def test_feature_statistics():
     assert int(module.tokens_seen) == 2 and module.total_fired_F[15] == 2
 
 
-def test_non_finite_activations_stop_with_the_step_number():
+def test_non_finite_activations_stop_with_the_step_number_and_claim_no_checkpoint():
     module = _module()
-    with pytest.raises(UserError, match="non-finite activations .* step 0: .*last good checkpoint"):
+    with pytest.raises(NonFiniteTraining, match=r"^non-finite activations \(NaN/inf\) in the batch of step 0, from "
+                                                r"the model at this layer: .*set model.dtype=float32\) and train "
+                                                r"again$"):
         module.training_step(torch.full((10, 8), float("nan")), 0)
+
+
+def test_a_non_finite_loss_stops_with_the_step_and_the_lr_and_claims_no_checkpoint():
+    module = _module(lr=1e-3)
+    module.scaling_factor.fill_(float("inf"))
+    with pytest.raises(NonFiniteTraining, match=r"^the SAE loss became non-finite at step 0: lower sae.lr \(now "
+                                                r"0.001\) and train again$") as err:
+        module.training_step(torch.ones(10, 8), 0)
+    assert err.value.step == 0 and isinstance(err.value, UserError)
