@@ -101,6 +101,12 @@ def run(stage: str, argv: list[str]) -> None:
         return
     try:
         config_check.check(cfg)
+        if stage in ("train", "diff", "reproduce"):  # the stages that train SAEs (TrainConfig imports torch)
+            from omegaconf import OmegaConf
+
+            from reasoning_sae.train.config import TrainConfig
+
+            TrainConfig.from_mapping(OmegaConf.to_container(cfg.sae, resolve=True))
     except OmegaConfBaseException as err:  # an interpolation that does not resolve
         raise UserError(f"the config does not resolve: {_one_line(err)}: fix the override or conf/ file") from None
     check_writable(Path(cfg.paths.artifacts).expanduser(), "paths.artifacts")

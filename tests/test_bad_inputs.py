@@ -93,6 +93,7 @@ CASES = [
     ("sae lr nan", ["train", "sae.lr=nan"], "sae.lr"),
     ("sae lr negative", ["train", "sae.lr=-1"], "sae.lr"),
     ("sae lr text", ["train", "sae.lr=abc"], "sae.lr"),
+    ("sae lr at reproduce's start", ["reproduce", "sae.lr=0"], "sae.lr=0: give a finite number > 0"),
     # the environment
     ("artifacts in /proc", ["corpus", "paths.artifacts=/proc/x"], "cannot be written"),
     ("artifacts under a file", ["corpus", "paths.artifacts={root}/bad/not_a_folder/x"], "is a file, not a folder"),
