@@ -12,12 +12,15 @@ Model args (lm-eval's `key=value,...`; lists joined with `+`):
   f_max        a number, one per feature, or an interpret-stage `f_max.json`; default: the SAE's training record
   ban          words to ban while thinking (Table 2): `+`-joined surface forms or a vocabulary .json file
   ban_scope    thinking | all
-Everything else goes to lm-eval's HFLM (batch_size, max_length, ...)."""
+Everything else goes to lm-eval's HFLM (batch_size, max_length, ...). Every argument is checked before the model
+loads (a bad one is one `error: ...` line from the CLI). On a CPU, batch_size=auto is CPU_AUTO_BATCH_SIZE."""
 
 import contextlib
 import json
+import logging
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
@@ -25,36 +28,60 @@ from transformers import LogitsProcessorList
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.metrics import THINK_END
-from reasoning_sae.evaluate.wordban import banned_sequences, ban_processor
-from reasoning_sae.models import load_lm
+from reasoning_sae.evaluate.wordban import SCOPES, banned_sequences, ban_processor
+from reasoning_sae.models import load_lm, model_config, parse_hook
+from reasoning_sae.models.loading import resolve_device, resolve_dtype, resolve_source
 from reasoning_sae.sae import SparseAutoencoder
-from reasoning_sae.steering import check_site, steer
+from reasoning_sae.steering import MODES, POSITIONS, check_site, steer, steering_vectors
 from reasoning_sae.vocab.vocabulary import load_vocabulary
 
 
-def split_list(value, cast=str) -> list:
+log = logging.getLogger(__name__)
+
+CPU_AUTO_BATCH_SIZE = 8
+"""What batch_size=auto (or auto:N) means on a CPU. lm-eval's search runs forward passes at the model's full context
+length from max_batch_size (64) down until one fits in memory: on a GPU that finds the largest batch, on a CPU it
+takes many minutes (every size fits) and finds 64, more than a CPU gains from. 8 is the demo's batch size."""
+
+
+def split_list(value, cast=str, name: str = "value") -> list:
     """A model-arg list: a scalar, a `+`-joined string, or already a list."""
     if value is None or value == "":
         return []
     items = value if isinstance(value, (list, tuple)) else str(value).split("+")
     try:
         return [cast(v) for v in items]
-    except ValueError as err:
-        raise UserError(f"cannot read {value!r} as a list of {cast.__name__}: join values with '+'") from err
+    except (TypeError, ValueError):
+        raise UserError(f"cannot read {value!r} as a list of {cast.__name__} ({name}): give one value or join "
+                        f"several with '+'") from None
 
 
 def read_f_max(value, features: list[int]) -> list[float] | None:
     """f_max per feature from a number, a `+` list, or an interpret-stage f_max.json ({feature id: value})."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.endswith(".json"):
-        table = json.loads(Path(value).expanduser().read_text())
-        missing = [f for f in features if str(f) not in table]
+    if isinstance(value, (str, Path)) and str(value).endswith(".json"):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise UserError(f"f_max file {value} does not exist: run the interpret stage (it writes "
+                            f"artifacts/<experiment>/interpret/f_max.json) or pass f_max=<number>")
+        try:
+            table = json.loads(path.read_text())
+            if not isinstance(table, dict):
+                raise ValueError(f"a JSON object was expected, not {type(table).__name__}")
+            values = {f: float(table[str(f)]) for f in features if str(f) in table}
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
+            raise UserError(f"f_max file {value} is not an interpret-stage f_max.json ({err}): write "
+                            f'{{"<feature id>": <f_max>, ...}} or pass f_max=<number>') from None
+        missing = [f for f in features if f not in values]
         if missing:
             raise UserError(f"{value} has no f_max for features {missing}: add them to interpret.extra_features "
                             f"and rerun the interpret stage, or pass f_max=<number>")
-        return [float(table[str(f)]) for f in features]
-    return split_list(value, float)
+        return [values[f] for f in features]
+    values = split_list(value, float, "f_max")
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"f_max must be finite, got {values}")
+    return values
 
 
 def read_ban(value) -> list[str]:
@@ -66,10 +93,28 @@ def read_ban(value) -> list[str]:
     return load_vocabulary(value) if str(value).endswith(".json") else str(value).split("+")
 
 
+def ban_words(ban, ban_scope) -> list[str]:
+    """The words a `ban`/`ban_scope` model-arg pair bans, checked (before any model loads)."""
+    if ban_scope not in SCOPES:
+        raise UserError(f"unknown ban scope {ban_scope!r}: use one of {SCOPES}")
+    return read_ban(ban) if ban else []
+
+
 def steering_spec(sae, features, gamma, mode, positions, f_max, site="resid_post") -> dict | None:
-    """The steering model args as `steer(...)` keywords (None: no SAE, no steering), shared by both engines."""
+    """The steering model args as `steer(...)` keywords (None: no SAE, no steering), shared by both engines.
+    Everything that does not need the model is checked here, before it loads: the SAE folder, the feature ids
+    against its width, gamma, mode, positions, site and f_max."""
     check_site(site)
-    features = split_list(features, int)
+    if mode not in MODES:
+        raise UserError(f"unknown steering mode {mode!r}: use one of {MODES}")
+    if positions not in POSITIONS:
+        raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
+    features = split_list(features, int, "features")
+    gammas = split_list(gamma, float, "gamma")
+    if not gammas:
+        raise UserError("gamma is empty: give gamma=<number> (the paper: 2), or one per feature joined with '+'")
+    if not all(math.isfinite(g) for g in gammas):
+        raise UserError(f"gamma must be finite, got {gammas}")
     if sae is None and features:
         raise UserError("features given without an SAE: add sae=<SAE directory> to the model args")
     if sae is None:
@@ -77,17 +122,100 @@ def steering_spec(sae, features, gamma, mode, positions, f_max, site="resid_post
     if not features:
         raise UserError("sae given without features: add features=<id>[+<id>...] to the model args")
     loaded = sae if isinstance(sae, SparseAutoencoder) else SparseAutoencoder.load(Path(sae).expanduser())
-    gammas = split_list(gamma, float)
-    if not all(math.isfinite(g) for g in gammas):
-        raise UserError(f"gamma must be finite, got {gammas}")
-    return {"sae": loaded, "feature": features, "gamma": gammas if len(gammas) > 1 else gammas[0],
+    spec = {"sae": loaded, "feature": features, "gamma": gammas if len(gammas) > 1 else gammas[0],
             "mode": mode, "positions": positions, "f_max": read_f_max(f_max, features), "site": site}
+    # feature ids against the SAE's width, one gamma/f_max or one per feature, an f_max where none is given
+    steering_vectors(loaded, spec["feature"], spec["gamma"], mode, spec["f_max"], site=site)
+    return spec
+
+
+def check_sae_against(spec: dict | None, model) -> None:
+    """The SAE's width, hook layer and model name against a model config whose shape is known (conf/model gives
+    n_layers and d_model for the known models), before that model loads; `steer` checks the loaded model again."""
+    if spec is None or model.n_layers is None or model.d_model is None:
+        return
+    if spec["sae"].d_in != model.d_model:
+        raise UserError(f"the SAE reads {spec['sae'].d_in}-dim activations but the model's residual stream has "
+                        f"{model.d_model}: use an SAE trained on {model.name}")
+    shape = SimpleNamespace(d_model=model.d_model, config=model,
+                            hook_point=lambda hook: parse_hook(hook, model.n_layers))
+    point = shape.hook_point(spec["sae"].hook_name(shape))
+    check_site(spec["site"], point.kind)
+    if point.kind != "hook_resid_post":
+        raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
+
+
+def check_model_args(pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
+                     positions="all", f_max=None, ban=None, ban_scope="thinking", dtype=None, device=None,
+                     site="resid_post", **_engine_args):
+    """Every `sae_steered` model arg that can be checked without loading the model (the vLLM engine's share of
+    them too), as (steering spec or None, banned words, the model's config or None for a loaded LanguageModel).
+    The CLI calls it before lm-eval builds anything; a bad arg is a UserError (one `error:` line)."""
+    steering = steering_spec(sae, features, gamma, mode, positions, f_max, site)
+    words = ban_words(ban, ban_scope)
+    if hasattr(pretrained, "activations"):
+        return steering, words, None
+    overrides = {k: v for k, v in (("dtype", dtype), ("device", device)) if v not in (None, "auto")}
+    config = model_config(str(pretrained), **overrides)
+    resolve_source(config.name)
+    resolve_dtype(config.dtype, resolve_device(config.device))
+    check_sae_against(steering, config)
+    return steering, words, config
+
+
+def int_arg(value, name: str) -> int | None:
+    """An integer model arg (None when absent), or a one-line error."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise UserError(f"{name}={value!r} is not an integer: give a whole number")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}={value!r} is not an integer: give a whole number") from None
+
+
+def bool_arg(value, name: str) -> bool:
+    """A true/false model arg, or a one-line error."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", "none", ""):
+        return False
+    raise UserError(f"{name}={value!r} is not true or false")
+
+
+VLLM_INT_ARGS = ("steer_layer", "max_features", "data_parallel_size", "tensor_parallel_size")
+VLLM_BOOL_ARGS = ("compiled", "count_tokens", "trust_remote_code")
+
+
+def check_vllm_args(**model_args) -> None:
+    """`sae_steered_vllm`'s own model args (its integers and switches), checked without importing vLLM; its steering
+    args are `check_model_args`'s (dtype and device left out: they are vLLM's)."""
+    for name in VLLM_INT_ARGS:
+        int_arg(model_args.get(name), name)
+    for name in VLLM_BOOL_ARGS:
+        if name in model_args:
+            bool_arg(model_args[name], name)
+    if (int_arg(model_args.get("data_parallel_size"), "data_parallel_size") or 1) > 1:
+        raise UserError("sae_steered_vllm steers one engine: use tensor_parallel_size, not data_parallel_size")
 
 
 def think_end_id(tokenizer) -> int | None:
     """The id of `</think>` when it is one token of this tokenizer, else None (a ban then lasts the whole output)."""
     ids = tokenizer.convert_tokens_to_ids(THINK_END)
     return ids if isinstance(ids, int) and ids != tokenizer.unk_token_id else None
+
+
+def cpu_batch_size(batch_size, max_batch_size, lm):
+    """batch_size as HFLM takes it, with `auto`/`auto:N` fixed to CPU_AUTO_BATCH_SIZE (at most max_batch_size) when
+    the model runs on a CPU (see CPU_AUTO_BATCH_SIZE)."""
+    if lm.device.type != "cpu" or not str(batch_size).startswith("auto"):
+        return batch_size
+    size = max(1, min(CPU_AUTO_BATCH_SIZE, int(max_batch_size or CPU_AUTO_BATCH_SIZE)))
+    log.info("batch_size=%s on a CPU: using %d (lm-eval's search for the largest batch that fits takes minutes on "
+             "a CPU; pass an integer batch_size to choose)", batch_size, size)
+    return size
 
 
 @register_model("sae_steered")
@@ -97,21 +225,19 @@ class SteeredLM(HFLM):
     def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
                  positions="all", f_max=None, ban=None, ban_scope="thinking", dtype=None, device=None,
                  site="resid_post", **kwargs):
-        overrides = {k: v for k, v in (("dtype", dtype), ("device", device)) if v not in (None, "auto")}
-        self.lm = pretrained if hasattr(pretrained, "activations") else load_lm(str(pretrained), **overrides)
+        # Every argument is checked before the model loads: a typo costs a second, not a model load.
+        steering, words, config = check_model_args(pretrained, sae, features, gamma, mode, positions, f_max, ban,
+                                                   ban_scope, dtype, device, site)
+        self.lm = pretrained if config is None else load_lm(config)
+        kwargs["batch_size"] = cpu_batch_size(kwargs.get("batch_size", 1), kwargs.get("max_batch_size"), self.lm)
         super().__init__(pretrained=self.lm.model, tokenizer=self.lm.tokenizer, **kwargs)
-        self.steering = self._steering(sae, features, gamma, mode, positions, f_max, site)
-        self.banned = banned_sequences(self.tokenizer, read_ban(ban)) if ban else []
+        if steering is not None:
+            with steer(self.lm, **steering):  # the checks that need the loaded model, now, not at the first request
+                pass
+        self.steering = steering
+        self.banned = banned_sequences(self.tokenizer, words) if words else []
         self.ban_scope = ban_scope
         self.think_end_id = think_end_id(self.tokenizer)
-
-    def _steering(self, sae, features, gamma, mode, positions, f_max, site) -> dict | None:
-        spec = steering_spec(sae, features, gamma, mode, positions, f_max, site)
-        if spec is None:
-            return None
-        with steer(self.lm, **spec):  # validates everything now, not at the first request
-            pass
-        return spec
 
     def _steered(self):
         return steer(self.lm, **self.steering) if self.steering else contextlib.nullcontext()

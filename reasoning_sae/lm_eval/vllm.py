@@ -17,9 +17,9 @@ import contextlib
 from unittest import mock
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.evaluate.wordban import SCOPES, banned_sequences
+from reasoning_sae.evaluate.wordban import banned_sequences
 from reasoning_sae.lm_eval import vllm_engine
-from reasoning_sae.lm_eval.model import read_ban, steering_spec, think_end_id
+from reasoning_sae.lm_eval.model import bool_arg, check_model_args, check_vllm_args, int_arg, think_end_id
 from reasoning_sae.lm_eval.vllm_hook import MAX_FEATURES
 from reasoning_sae.lm_eval.vllm_worker import vectors_payload
 from reasoning_sae.models.hooks import parse_hook
@@ -27,10 +27,6 @@ from reasoning_sae.models.loading import model_path
 from reasoning_sae.steering import POSITIONS, check_site, steering_vectors
 
 _VLLM = vllm_engine.lm_eval_vllm_module()
-
-
-def _truthy(value) -> bool:
-    return str(value).lower() in ("1", "true", "yes")
 
 
 def _model_shape(model_dir: str, trust_remote_code: bool = False) -> tuple[int, int]:
@@ -58,26 +54,30 @@ class SteeredVLLM(_VLLM.VLLM):
     def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
                  positions="all", f_max=None, ban=None, ban_scope="thinking", steer_layer=None,
                  max_features=MAX_FEATURES, compiled=True, count_tokens=False, site="resid_post", **kwargs):
-        if int(kwargs.get("data_parallel_size", 1)) > 1:
-            raise UserError("sae_steered_vllm steers one engine: use tensor_parallel_size, not data_parallel_size")
+        # Every argument that does not need the model is checked before the model is even located (a GGUF is
+        # converted on first use), the rest against its config before any engine starts.
+        check_vllm_args(steer_layer=steer_layer, max_features=max_features, compiled=compiled,
+                        count_tokens=count_tokens, **kwargs)
+        spec, words, _ = check_model_args(pretrained, sae, features, gamma, mode, positions, f_max, ban, ban_scope,
+                                          site=site)  # dtype and device are vLLM's (vLLM ignores device)
+        max_features = int_arg(max_features, "max_features") or MAX_FEATURES
+        steer_layer = int_arg(steer_layer, "steer_layer")
         model_dir = model_path(str(pretrained))
-        n_layers, d_model = _model_shape(model_dir, _truthy(kwargs.get("trust_remote_code", False)))
-        payload, layer = self._steering(sae, features, gamma, mode, positions, f_max, n_layers, d_model, site)
-        layer = layer if layer is not None else (None if steer_layer in (None, "") else int(steer_layer))
-        if ban and ban_scope not in SCOPES:
-            raise UserError(f"unknown ban scope {ban_scope!r}: use one of {SCOPES}")
-        args = vllm_engine.engine_args(model_dir, layer, int(max_features), _truthy(compiled), **kwargs)
+        trust_remote_code = bool_arg(kwargs.get("trust_remote_code", False), "trust_remote_code")
+        n_layers, d_model = _model_shape(model_dir, trust_remote_code)
+        payload, layer = self._payload(spec, positions, n_layers, d_model, site)
+        layer = layer if layer is not None else steer_layer
+        args = vllm_engine.engine_args(model_dir, layer, max_features, bool_arg(compiled, "compiled"), **kwargs)
         with mock.patch.object(_VLLM, "LLM", vllm_engine.engine):  # lm-eval builds the engine inside __init__
             super().__init__(pretrained=model_dir, **args)
-        self.steer_payload, self.count_tokens = payload, _truthy(count_tokens)
-        self.banned = banned_sequences(self.tokenizer, read_ban(ban)) if ban else []
+        self.steer_payload, self.count_tokens = payload, bool_arg(count_tokens, "count_tokens")
+        self.banned = banned_sequences(self.tokenizer, words) if words else []
         self.ban_scope = ban_scope
         self.think_end_id = think_end_id(self.tokenizer)
 
     @staticmethod
-    def _steering(sae, features, gamma, mode, positions, f_max, n_layers: int, d_model: int, site="resid_post"):
-        """(payload for the worker extension, layer) or (None, None) without an SAE; checked before any engine."""
-        spec = steering_spec(sae, features, gamma, mode, positions, f_max, site)
+    def _payload(spec: dict | None, positions, n_layers: int, d_model: int, site="resid_post"):
+        """`steering_spec`'s result checked against the model's shape, as (worker payload, layer)."""
         if spec is None:
             return None, None
         if positions not in POSITIONS:
@@ -90,7 +90,7 @@ class SteeredVLLM(_VLLM.VLLM):
         if loaded.d_in != d_model:
             raise UserError(f"the SAE reads {loaded.d_in}-dim activations but the model's residual stream has "
                             f"{d_model}: use an SAE trained on this model")
-        vectors = steering_vectors(loaded, spec["feature"], spec["gamma"], mode, spec["f_max"], site=site)
+        vectors = steering_vectors(loaded, spec["feature"], spec["gamma"], spec["mode"], spec["f_max"], site=site)
         return vectors_payload(vectors, positions), point.layer
 
     @contextlib.contextmanager

@@ -67,7 +67,10 @@ class LanguageModel:
     def hook_point(self, hook: str) -> HookPoint:
         return parse_hook(hook, self.n_layers)
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode: inference tensors cannot be saved for backward, so `sae.encode(acts)` with the
+    # SAE's parameters requiring grad (training, notebooks) would fail outside a no_grad block. The forward costs
+    # the same under either mode (no autograd graph is recorded).
+    @torch.no_grad()
     def activations(
         self,
         token_ids: torch.Tensor | Sequence,
@@ -75,7 +78,8 @@ class LanguageModel:
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Residual-stream activations [batch, seq, d_model] at `hook` (a dict by name for several hooks),
-        from one forward pass that stops after the deepest layer needed."""
+        from one forward pass that stops after the deepest layer needed. Ordinary tensors without grad: usable
+        in autograd-enabled code (e.g. as the input of an SAE being trained)."""
         points = [self.hook_point(h) for h in ([hook] if isinstance(hook, str) else hook)]
         ids_BS = torch.as_tensor(token_ids, device=self.device)
         ids_BS = ids_BS.unsqueeze(0) if ids_BS.dim() == 1 else ids_BS
@@ -116,8 +120,14 @@ class LanguageModel:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 256, chat: bool = True, **kwargs) -> list[str]:
-        """Completions for a batch of prompts (greedy unless sampling kwargs say otherwise)."""
+    def generate(self, prompts: str | Sequence[str], max_new_tokens: int = 256, chat: bool = True,
+                 **kwargs) -> str | list[str]:
+        """Completions (greedy unless sampling kwargs say otherwise): a list of strings for a list of prompts, one
+        string for one prompt given as a string. `chat=True` wraps each prompt in the model's chat template."""
+        if isinstance(prompts, str):
+            return self.generate([prompts], max_new_tokens, chat, **kwargs)[0]
+        if not all(isinstance(p, str) for p in prompts):
+            raise UserError("lm.generate takes a prompt string or a list of prompt strings")
         texts = [self.chat_prompt(p) if chat else p for p in prompts]
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:

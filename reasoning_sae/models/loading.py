@@ -63,10 +63,25 @@ def resolve_source(name: str) -> ModelSource:
     )
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
+def resolve_device(device: "str | torch.device") -> torch.device:
+    """`auto` is cuda where this torch sees a GPU, else cpu; a device asked for by name must exist here, or the run
+    stops before any model loads with one line naming the fix (torch's own message comes from deep inside `.to()`)."""
+    if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise UserError(f"device {str(device)!r} asked for, but {why} (torch {torch.__version__}): use device=cpu "
+                        f"(lm-eval: --device cpu; stages: model.device=auto or cpu)")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise UserError(f"device {str(device)!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) are "
+                        f"visible: use cuda:0 ... cuda:{torch.cuda.device_count() - 1} or device=auto")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {str(device)!r} asked for, but MPS is not available here: use device=cpu")
+    return resolved
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
