@@ -155,6 +155,8 @@ def test_the_table_covers_at_least_40_inputs_and_every_stage():
     from reasoning_sae.stages import OPTIONAL, STAGES
 
     assert len(CASES) >= 40
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"`tests/test_bad_inputs.py` holds {len(CASES)} of them" in readme
     assert {c[1][0] for c in CASES} >= {*STAGES, *OPTIONAL, "reproduce"}
 
 
