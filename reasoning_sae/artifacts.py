@@ -26,23 +26,50 @@ from reasoning_sae.publish import atomic_dir, clean_stale, stage_lock
 
 log = logging.getLogger(__name__)
 META = "meta.json"
+TOP_FEATURES, SCORES, F_MAX, TRAIN_SAE = "top_features.json", "scores.parquet", "f_max.json", "sae"
 HUB_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "REASONING_SAE_CACHE", "XDG_CACHE_HOME")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def experiment_dir(cfg: DictConfig) -> Path:
+    """`artifacts/<experiment>/`: the stage artifacts of one experiment."""
+    return Path(cfg.paths.artifacts) / cfg.experiment_name
+
+
 def stage_dir(cfg: DictConfig, stage: str) -> Path:
     """Where a stage's artifact lives (and where later stages read it)."""
-    return Path(cfg.paths.artifacts) / cfg.experiment_name / stage
+    return experiment_dir(cfg) / stage
+
+
+def has_artifact(stage_path: Path, name: str = "") -> bool:
+    """The stage artifact at `stage_path` is finished (it has its meta.json) and holds `name`."""
+    return (stage_path / META).is_file() and (stage_path / name).exists()
+
+
+def _missing(stage: str, path: Path):
+    from reasoning_sae.errors import UserError
+
+    return UserError(f"no {stage} artifact at {path}: run the {stage} stage first (python -m reasoning_sae {stage})")
 
 
 def upstream(cfg: DictConfig, stage: str, name: str = "") -> Path:
     """`name` inside an earlier stage's artifact; a UserError naming the stage to run when it is absent."""
     path = stage_dir(cfg, stage) / name
     clean_stale(stage_dir(cfg, stage))  # an artifact a killed two-rename publish stranded is put back first
-    if not (stage_dir(cfg, stage) / META).is_file() or not path.exists():
-        from reasoning_sae.errors import UserError
+    if not has_artifact(stage_dir(cfg, stage), name):
+        raise _missing(stage, path)
+    return path
 
-        raise UserError(f"no {stage} artifact at {path}: run the {stage} stage first (python -m reasoning_sae {stage})")
+
+def artifact(where: DictConfig | Path | str, stage: str, name: str = "") -> Path:
+    """`name` inside a finished stage artifact, or a UserError naming the stage to run. `where`: a run's config
+    (read as `upstream`, which first puts back an artifact an interrupted publish stranded) or an experiment's folder
+    `artifacts/<experiment>/` (read only, as the figures and `verify` read it)."""
+    if not isinstance(where, (str, os.PathLike)):
+        return upstream(where, stage, name)
+    path = Path(where) / stage / name
+    if not has_artifact(Path(where) / stage, name):
+        raise _missing(stage, path)
     return path
 
 
@@ -169,7 +196,7 @@ def run_sae(cfg: DictConfig):
     source = sae_source(cfg)
     train = None
     if source.kind == "train":
-        upstream(cfg, "train", "sae")
+        upstream(cfg, "train", TRAIN_SAE)
         train = str(stage_dir(cfg, "train"))
     model = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)
     env = json.dumps({k: os.environ.get(k) for k in HUB_ENV})  # where the HF and our caches are, and offline mode
@@ -186,7 +213,7 @@ def _fetch(source_json: str, model_json: str, train_dir: str | None, train_finge
 
     source = SAESource.from_mapping(json.loads(source_json))
     if train_dir:
-        path = Path(train_dir) / "sae"
+        path = Path(train_dir) / TRAIN_SAE
         fetched = FetchedSAE(path, train_fingerprint, {"kind": "train", "path": str(path)})
     else:
         fetched = fetch(source, cache_root())
@@ -199,7 +226,7 @@ def sae_inputs(cfg: DictConfig) -> dict[str, str]:
     return {"sae": run_sae(cfg).fingerprint}
 
 
-def load_f_max(cfg: DictConfig, sae_fingerprint: str) -> dict[int, float]:
+def read_f_max(cfg: DictConfig, sae_fingerprint: str) -> dict[int, float]:
     """{feature id: f_max} of a finished interpret stage, for steering: only if it was measured on this SAE."""
     from reasoning_sae.errors import UserError
 
@@ -216,3 +243,67 @@ def load_f_max(cfg: DictConfig, sae_fingerprint: str) -> dict[int, float]:
     except (ValueError, TypeError, AttributeError) as err:  # not JSON, or not {feature id: number}
         raise UserError(f"{path / 'f_max.json'} is corrupt ({type(err).__name__}: {err}): rerun the interpret stage "
                         f"(python -m reasoning_sae interpret force=true)") from None
+
+
+# Readers of what the stages exchange, named after what they hold. `where` is a run's config or an experiment's
+# folder `artifacts/<experiment>/` (see `artifact`); a missing artifact is a UserError naming the stage to run.
+
+def read_top_features(where: DictConfig | Path | str) -> dict:
+    """The score stage's `top_features.json`: F_R (`features`, best first), `q`, `top_k`, `tau`, `hook`, `vocabulary`
+    and `sae`, the provenance and fingerprint of the SAE it was scored on."""
+    return json.loads(artifact(where, "score", TOP_FEATURES).read_text())
+
+
+def read_f_r(where: DictConfig | Path | str) -> list[int]:
+    """F_R, the score stage's reasoning features, best first."""
+    return [int(f) for f in read_top_features(where)["features"]]
+
+
+def read_scores(where: DictConfig | Path | str):
+    """The score stage's `scores.parquet`: ReasonScore, its parts, per-word means and rank, one row per feature."""
+    import pandas as pd
+
+    return pd.read_parquet(artifact(where, "score", SCORES))
+
+
+def read_corpus(where: DictConfig | Path | str, split: str):
+    """The corpus stage's `train` or `score` split: an HF dataset of `input_ids` rows of `context_size` tokens
+    (`train` also has `source`)."""
+    import datasets
+
+    return datasets.load_from_disk(str(artifact(where, "corpus", split)))
+
+
+def corpus_tokens(corpus, sequences: int | None = None):
+    """The `input_ids` of a corpus split as an int64 array [sequences, context_size], the first `sequences` rows
+    when given."""
+    import numpy as np
+
+    return np.asarray(corpus["input_ids"], dtype=np.int64)[: sequences or None]
+
+
+def read_tokens(where: DictConfig | Path | str, split: str, sequences: int | None = None):
+    """The token ids of the corpus stage's `split` (int64 [sequences, context_size]), the first `sequences` rows when
+    given."""
+    return corpus_tokens(read_corpus(where, split), sequences)
+
+
+def sae_dir(where: DictConfig | Path | str) -> Path:
+    """Where the train stage's SAE is (SAELens format); whether a run reads it is `sae_source`'s say (`run_sae`)."""
+    root = Path(where) if isinstance(where, (str, os.PathLike)) else experiment_dir(where)
+    return root / "train" / TRAIN_SAE
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """`group=option` naming a missing conf/group/option.yaml: one line here instead of Hydra's listing."""
+    from reasoning_sae.errors import UserError
+    from reasoning_sae.models.config import conf_dir
+
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if key.startswith(("hydra", "+", "~")):
+            continue
+        group = conf_dir() / key
+        if sep and group.is_dir() and value and "," not in value and not (group / f"{value}.yaml").exists():
+            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+            raise UserError(f"unknown {key} {value!r}: use one of {options} (files in conf/{key}/)")

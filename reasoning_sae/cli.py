@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from reasoning_sae import preflight
+from reasoning_sae.artifacts import check_group_choices
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import conf_dir
 from reasoning_sae.stages import OPTIONAL, STAGES
@@ -143,18 +144,6 @@ def other_rank_command(argv: list[str]) -> tuple[str, list[str]]:
     """The stage and overrides of the job this rank belongs to (Lightning's own hydra.* arguments kept)."""
     lightning = [a for a in argv if a.startswith(LIGHTNING_ARGS)]
     return os.environ[STAGE_ENV], [*json.loads(os.environ.get(OVERRIDES_ENV, "[]")), *lightning]
-
-
-def check_group_choices(overrides: list[str]) -> None:
-    """`group=option` naming a missing conf/group/option.yaml: one line here instead of Hydra's listing."""
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if key.startswith(("hydra", "+", "~")):
-            continue
-        group = conf_dir() / key
-        if sep and group.is_dir() and value and "," not in value and not (group / f"{value}.yaml").exists():
-            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
-            raise UserError(f"unknown {key} {value!r}: use one of {options} (files in conf/{key}/)")
 
 
 def check_slurm(overrides: list[str]) -> None:

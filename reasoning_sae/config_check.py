@@ -19,7 +19,8 @@ _MISSING = object()
 
 
 class Spec(NamedTuple):
-    """A setting's type (e.g. `int | None`) and Rule; `items`: the value is a list of that many (0: any number)."""
+    """A setting's type (e.g. `int | None`) and Rule; `items`: the value is a list of that many (0: any number, none
+    included)."""
 
     kind: Any
     rule: Rule = Rule()
@@ -132,8 +133,8 @@ def check_one(key: str, value, rule: Spec | Callable[[str, Any], None]) -> None:
         rule(key, value)
     elif rule.items is None:
         check_setting(key, value, rule.kind, rule.rule)
-    elif not isinstance(value, list) or not value or (rule.items and len(value) != rule.items):
-        count = f"{rule.items} values" if rule.items else "one or more values"
+    elif not isinstance(value, list) or (rule.items and len(value) != rule.items):
+        count = f"{rule.items} values" if rule.items else "values"
         raise UserError(f"{key}={value!r}: give a list of {count}, e.g. {key}=[...]")
     else:
         for i, item in enumerate(value):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.loading import hub_reachable
@@ -47,6 +48,11 @@ class SourceConfig:
     extra: dict = field(default_factory=dict)
     """Keyword arguments passed through to datasets.load_dataset."""
 
+
+
+def source_configs(data: DictConfig) -> dict[str, SourceConfig]:
+    """The `data.sources` of a run's config, by name."""
+    return {name: SourceConfig(**OmegaConf.to_container(src, resolve=True)) for name, src in data.sources.items()}
 
 def _demo(cfg: SourceConfig) -> datasets.Dataset:
     from reasoning_sae.data import demo

@@ -35,7 +35,7 @@ class Step(NamedTuple):
 def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
-    from reasoning_sae.cli import check_group_choices
+    from reasoning_sae.artifacts import check_group_choices
     from reasoning_sae.models.config import conf_dir
 
     check_group_choices(overrides)
@@ -44,7 +44,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 
 def has_sae(path: str | Path) -> bool:
-    return (Path(path) / "cfg.json").is_file()
+    from reasoning_sae.sae.io import CFG
+
+    return (Path(path) / CFG).is_file()
 
 
 def job_dir(sae_path: str) -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from reasoning_sae.sae import SparseAutoencoder
+from reasoning_sae.train.build import build_sae
 from reasoning_sae.train.config import TrainConfig
 from reasoning_sae.train.module import SAEModule
 from reasoning_sae.train.store import BufferDataModule, MixingBuffer
@@ -49,8 +50,6 @@ def train_sae(acts_ND: torch.Tensor, tc: TrainConfig, metadata: dict, trainer: d
               export_metadata: dict | None = None) -> tuple[SparseAutoencoder, dict[str, torch.Tensor]]:
     """An SAE (from scratch, or from tc.init_from) trained on `acts_ND` [N, d_model] for tc.training_tokens vectors
     (cycling over them), exported to read raw activations, with its feature statistics."""
-    from reasoning_sae.stages.train import build_sae
-
     torch.manual_seed(tc.seed)
     module = SAEModule(build_sae(tc, acts_ND.shape[1], metadata), tc)
     data = TensorDataModule(acts_ND, tc.batch_size_tokens, tc.n_batches_in_buffer, tc.seed)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import yaml
 
-from reasoning_sae.errors import UserError
+from reasoning_sae.artifacts import META, artifact, has_artifact, read_f_r, read_scores, read_top_features, sae_dir
 
 NOT_RUN = "not run"
 PUBLISHED = ("figures", "tables")  # what the figures stage copies into paths.paper, beside REPORT.md
@@ -54,14 +54,10 @@ class Artifacts:
         return self.root.name
 
     def has(self, stage: str, name: str = "") -> bool:
-        return (self.root / stage / "meta.json").is_file() and (self.root / stage / name).exists()
+        return has_artifact(self.root / stage, name)
 
     def path(self, stage: str, name: str = "") -> Path:
-        path = self.root / stage / name
-        if not self.has(stage, name):
-            raise UserError(f"no {stage} artifact at {path}: run the {stage} stage first "
-                            f"(python -m reasoning_sae {stage})")
-        return path
+        return artifact(self.root, stage, name)
 
     def json(self, stage: str, name: str) -> Any:
         return json.loads(self.path(stage, name).read_text())
@@ -78,8 +74,26 @@ class Artifacts:
         return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
     def meta(self, stage: str) -> dict:
-        path = self.root / stage / "meta.json"
+        path = self.root / stage / META
         return json.loads(path.read_text()) if path.is_file() else {}
+
+    # The typed readers of artifacts.py, on this experiment.
+
+    def top_features(self) -> dict:
+        """The score stage's top_features.json (F_R, q, top_k, tau, the SAE's provenance)."""
+        return read_top_features(self.root)
+
+    def f_r(self) -> list[int]:
+        """F_R, best first."""
+        return read_f_r(self.root)
+
+    def scores(self) -> pd.DataFrame:
+        """The score stage's table, one row per feature."""
+        return read_scores(self.root)
+
+    def sae_dir(self) -> Path:
+        """Where the train stage's SAE is."""
+        return sae_dir(self.root)
 
 
 def figure_style() -> None:
@@ -194,7 +208,7 @@ def paper_run(art: "Artifacts", paper_experiment: bool) -> PaperRun:
     from reasoning_sae.sae.source import SAESource
 
     model = art.config("score").get("model", {}).get("name", "unknown")
-    sae = art.json("score", "top_features.json").get("sae", {"kind": "train"}) if art.has("score") else {}
+    sae = art.top_features().get("sae", {"kind": "train"}) if art.has("score") else {}
     source = SAESource(**{k: sae.get(k) for k in ("kind", "path", "repo_id", "subfolder", "release", "sae_id")
                           if sae.get(k) is not None})
     compare = paper_experiment and model == PAPER_MODEL_ID

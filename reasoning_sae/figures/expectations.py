@@ -45,7 +45,7 @@ def measure(art: Artifacts) -> dict:
         metrics = art.json("train", "metrics.json")
         out["sae_quality"] = {name: _scaled(metrics.get(key), scale) for name, (key, scale, _) in QUALITY.items()}
     numbers = fig6_numbers(art)
-    features = [int(f) for f in art.json("score", "top_features.json")["features"]]
+    features = art.f_r()
     out["reasonscore"] = {"f_r_size": numbers["F_R"], "tau": numbers["tau"], "max_score": numbers["max_score"],
                           "f_r": features, "f_r_top10": features[:10]}
     out["vocabulary"] = {"words": _words(art)}

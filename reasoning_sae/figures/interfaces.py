@@ -38,8 +38,7 @@ def panel_features(art: Artifacts, opts: DictConfig, records: dict) -> dict[str,
         raise UserError(f"figures.interfaces names features {missing} that the interpret stage has no record of: "
                         f"add them to interpret.extra_features and rerun the interpret stage")
     used = {f for ids in chosen.values() for f in ids}
-    pool = [int(f) for f in art.json("score", "top_features.json")["features"]
-            if str(f) in records and int(f) not in used]
+    pool = [f for f in art.f_r() if str(f) in records and f not in used]
     for key, ids in chosen.items():
         if not ids:
             chosen[key], pool = pool[:per_panel], pool[per_panel:]

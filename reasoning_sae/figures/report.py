@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader
 
+from reasoning_sae.artifacts import TOP_FEATURES
 from reasoning_sae.figures.common import Artifacts, Item, PaperRun, fmt, markdown
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -84,9 +85,11 @@ def ours_text(item: Item) -> str:
 def setup(art: Artifacts) -> dict:
     """Experiment, model, SAE and scale, from the artifacts' configs and metadata."""
     score_cfg, eval_cfg = art.config("score"), art.config("evaluate")
-    top = art.json("score", "top_features.json") if art.has("score", "top_features.json") else {}
-    source = top.get("sae", {"kind": "train", "path": str(art.root / "train" / "sae")})
-    sae_cfg_path = Path(source.get("path") or art.root / "train" / "sae") / "cfg.json"
+    from reasoning_sae.sae.io import CFG
+
+    top = art.top_features() if art.has("score", TOP_FEATURES) else {}
+    source = top.get("sae", {"kind": "train", "path": str(art.sae_dir())})
+    sae_cfg_path = Path(source.get("path") or art.sae_dir()) / CFG
     sae = json.loads(sae_cfg_path.read_text()) if sae_cfg_path.is_file() else {}
     train = json.loads((art.root / "train" / "metrics.json").read_text()) \
         if (art.root / "train" / "metrics.json").is_file() else {}

@@ -10,8 +10,8 @@ from reasoning_sae.figures.common import Artifacts, Item, figure_style, save_fig
 
 def fig6_numbers(art: Artifacts) -> dict:
     """What Fig. 6 states: feature count, |F_R|, the quantile q and threshold tau, score range."""
-    scores = art.parquet("score", "scores.parquet")["reason_score"]
-    top = art.json("score", "top_features.json")
+    scores = art.scores()["reason_score"]
+    top = art.top_features()
     return {"n_features": int(len(scores)), "F_R": len(top["features"]), "q": top.get("q"), "top_k": top.get("top_k"),
             "tau": top.get("tau"), "max_score": float(scores.max()), "min_score": float(scores.min()),
             "best_features": [int(f) for f in top["features"][:10]]}
@@ -23,7 +23,7 @@ def fig6(art: Artifacts, out: Path, opts: DictConfig) -> Item:
     import matplotlib.pyplot as plt
 
     numbers = fig6_numbers(art)
-    ranked = np.sort(art.parquet("score", "scores.parquet")["reason_score"].to_numpy())[::-1]
+    ranked = np.sort(art.scores()["reason_score"].to_numpy())[::-1]
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(np.arange(1, len(ranked) + 1), ranked, color="#1f77b4", lw=1.2)
     ax.set_xscale("log")

@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from hydra import compose, initialize_config_dir
 
-        from reasoning_sae.cli import check_group_choices
+        from reasoning_sae.artifacts import check_group_choices
         from reasoning_sae.models.config import conf_dir
 
         check_group_choices([f"experiment={experiment}", *overrides])

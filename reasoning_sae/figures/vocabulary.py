@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 from omegaconf import DictConfig
@@ -9,6 +10,49 @@ from omegaconf import DictConfig
 from reasoning_sae.figures.common import Artifacts, Item, figure_style, save_figure, write_data, write_table
 
 FIG2_COLUMNS = ["rank", "word", "diff", "p_think", "p_solution", "general_frequency", "filtered"]
+
+
+class Fig2Style(NamedTuple):
+    """Sizes and labels of a Fig. 2 drawing (the vocab stage's preview and the paper figure differ only in these)."""
+
+    width: float
+    min_height: float
+    row_height: float
+    pad_height: float
+    fontsize: float
+    dot_size: float
+    line_width: float
+    bar_label: str
+    frequency_label: str
+
+
+PAPER_FIG2 = Fig2Style(6, 2.5, 0.16, 1.0, 6, 10, 1.0,
+                       "p_think − p_solution (grey: filtered as frequent in general English)",
+                       "general English frequency (wordfreq; the paper: Google Books Ngram)")
+STAGE_FIG2 = Fig2Style(7, 3.0, 0.22, 1.2, 8, 14, 1.2, "p_think − p_solution (grey: filtered)",
+                       "general English frequency (wordfreq)")
+
+
+def draw_fig2(rows: pd.DataFrame, threshold: float | None, style: Fig2Style = PAPER_FIG2):
+    """Fig. 2 on a new matplotlib figure (returned, not saved): bars of p_think - p_solution per word, best on top
+    (grey: filtered as frequent in general English); orange dots: general-English frequency, and the filter's
+    threshold as a vertical line unless it is None."""
+    import matplotlib.pyplot as plt
+
+    height = max(style.min_height, style.row_height * len(rows) + style.pad_height)
+    fig, ax = plt.subplots(figsize=(style.width, height))
+    y = list(range(len(rows)))
+    ax.barh(y, rows["diff"], color=["#bbbbbb" if f else "#1f77b4" for f in rows["filtered"]])
+    ax.set_yticks(y, rows["word"].astype(str).tolist(), fontsize=style.fontsize)
+    ax.set_xlabel(style.bar_label)
+    top = ax.twiny()
+    top.scatter(rows["general_frequency"].clip(lower=1e-9), y, color="tab:orange", s=style.dot_size, zorder=3)
+    if threshold is not None:
+        top.axvline(threshold, color="tab:orange", lw=style.line_width)
+    top.set_xscale("log")
+    top.set_xlabel(style.frequency_label, color="tab:orange")
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # best word on top, no margin from the twin axis' scatter
+    return fig
 
 
 def fig2_rows(art: Artifacts, n: int) -> pd.DataFrame:
@@ -20,22 +64,9 @@ def fig2_rows(art: Artifacts, n: int) -> pd.DataFrame:
 def fig2(art: Artifacts, out: Path, opts: DictConfig) -> Item:
     """Bars: p_think - p_solution (grey: above the general-frequency threshold); dots: general frequency."""
     figure_style()
-    import matplotlib.pyplot as plt
-
     rows = fig2_rows(art, int(opts.fig2_words))
     threshold = art.config("vocab").get("vocab", {}).get("general_frequency_threshold")
-    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.16 * len(rows) + 1.0)))
-    y = list(range(len(rows)))
-    ax.barh(y, rows["diff"], color=["#bbbbbb" if f else "#1f77b4" for f in rows["filtered"]])
-    ax.set_yticks(y, rows["word"].astype(str).tolist(), fontsize=6)
-    ax.set_xlabel("p_think − p_solution (grey: filtered as frequent in general English)")
-    top = ax.twiny()
-    top.scatter(rows["general_frequency"].clip(lower=1e-9), y, color="tab:orange", s=10, zorder=3)
-    if threshold:
-        top.axvline(float(threshold), color="tab:orange", lw=1.0)
-    top.set_xscale("log")
-    top.set_xlabel("general English frequency (wordfreq; the paper: Google Books Ngram)", color="tab:orange")
-    ax.set_ylim(len(rows) - 0.5, -0.5)
+    fig = draw_fig2(rows, float(threshold) if threshold else None, PAPER_FIG2)
     files = save_figure(fig, out, "fig2")
     records = rows.astype({"word": str, "filtered": bool}).to_dict("records")
     files.append(write_data(out, "fig2", {"threshold": threshold, "words": records}))

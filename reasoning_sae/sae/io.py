@@ -9,8 +9,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from reasoning_sae.artifacts import atomic_dir
 from reasoning_sae.errors import UserError
+from reasoning_sae.publish import atomic_dir
 from reasoning_sae.sae.base import SparseAutoencoder
 from reasoning_sae.sae.config import SAEConfig
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.publish import atomic_dir
+from reasoning_sae.sae.io import CFG, WEIGHTS
 
 KINDS = ("train", "local", "hub", "sae_lens")
 # The authors' release (DIGEST 1.5, 9.5): the paper's SAE on DeepSeek-R1-Distill-Llama-8B, layer 19.
@@ -88,7 +90,7 @@ def fetch(source: SAESource, cache: Path) -> FetchedSAE:
 def weights_digest(folder: Path) -> str:
     """sha256 of cfg.json and the weights: what defines the SAE, whatever the folder is called."""
     digest = hashlib.sha256()
-    for name in ("cfg.json", "sae_weights.safetensors"):
+    for name in (CFG, WEIGHTS):
         with (folder / name).open("rb") as f:
             for block in iter(lambda: f.read(1 << 24), b""):
                 digest.update(block)
@@ -96,7 +98,7 @@ def weights_digest(folder: Path) -> str:
 
 
 def require_sae_folder(folder: Path, what: str, fix: str) -> Path:
-    for name in ("cfg.json", "sae_weights.safetensors"):
+    for name in (CFG, WEIGHTS):
         if not (folder / name).is_file():
             raise UserError(f"{what} has no {name} at {folder}: {fix}")
     return folder
@@ -153,7 +155,7 @@ def fetch_sae_lens(source: SAESource, cache: Path) -> FetchedSAE:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     folder = cache / "saes" / "sae_lens" / source.release.replace("/", "--") / source.sae_id.replace("/", "--")
-    if not (folder / "cfg.json").is_file():
+    if not (folder / CFG).is_file():
         try:
             sae, cfg_dict, _ = SAE.from_pretrained_with_cfg_and_sparsity(source.release, source.sae_id, device="cpu")
         except ValueError as err:  # SAELens' message lists the valid ids
@@ -172,13 +174,11 @@ def fetch_sae_lens(source: SAESource, cache: Path) -> FetchedSAE:
 
 
 def save_sae_lens_sae(sae, folder: Path) -> None:
-    from reasoning_sae.artifacts import atomic_dir
-
     with atomic_dir(folder) as tmp:
         sae.save_model(tmp)
-        cfg = json.loads((tmp / "cfg.json").read_text())
+        cfg = json.loads((tmp / CFG).read_text())
         cfg["normalize_activations"] = "none"  # SAELens folded the registry's scaling factor into the weights
-        (tmp / "cfg.json").write_text(json.dumps(cfg, indent=2, default=str))
+        (tmp / CFG).write_text(json.dumps(cfg, indent=2, default=str))
 
 
 def check_fits(folder: Path, mc, what: str) -> None:
@@ -187,7 +187,7 @@ def check_fits(folder: Path, mc, what: str) -> None:
     from reasoning_sae.sae.config import SAEConfig
 
     try:
-        cfg = SAEConfig.from_sae_lens(json.loads((folder / "cfg.json").read_text()))
+        cfg = SAEConfig.from_sae_lens(json.loads((folder / CFG).read_text()))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise UserError(f"{what} has an unreadable cfg.json ({err}): point sae_source at a SAELens-format SAE") from None
     hook = cfg.metadata.get("hook_name")

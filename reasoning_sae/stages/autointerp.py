@@ -15,20 +15,19 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import (load_f_max, run_sae, run_stage, sae_inputs, stage_dir, upstream, upstream_inputs,
-                                     write_json)
-from reasoning_sae.data.sources import load_source
+from reasoning_sae.artifacts import (F_MAX, TOP_FEATURES, read_f_max, read_f_r, run_sae, run_stage, sae_inputs,
+                                     stage_dir, upstream_inputs, write_json)
+from reasoning_sae.data.sources import load_source, source_configs
 from reasoning_sae.errors import UserError
 from reasoning_sae.interpret.autointerp import (Generation, Prompt, describe_feature, generate, group_features,
                                                 markdown_table, sample_prompts, steered_generations)
 from reasoning_sae.interpret.explainer import Explainer, endpoint
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
-from reasoning_sae.stages.corpus import source_configs
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("autointerp", "model", "seed")
-UPSTREAM = {"corpus": "score", "score": "top_features.json", "interpret": "f_max.json"}
+UPSTREAM = {"corpus": "score", "score": TOP_FEATURES, "interpret": F_MAX}
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:
@@ -43,7 +42,7 @@ def select_features(cfg: DictConfig, d_sae: int) -> list[int]:
     if ac.features is not None:
         chosen = [int(f) for f in ac.features]
     else:
-        chosen = [int(f) for f in json.loads(upstream(cfg, "score", UPSTREAM["score"]).read_text())["features"]]
+        chosen = read_f_r(cfg)
     chosen = list(dict.fromkeys(chosen))[: ac.max_features or None]
     if not chosen:
         raise UserError("no features to interpret: F_R is empty and autointerp.features is unset "
@@ -112,7 +111,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
     fetched = run_sae(cfg)
     sae = SparseAutoencoder.load(fetched.path)
     features = select_features(cfg, sae.d_sae)
-    f_max = load_f_max(cfg, fetched.fingerprint)
+    f_max = read_f_max(cfg, fetched.fingerprint)
     prompts = problems(cfg)
     explainer.probe()  # the endpoint answers before the model loads and generates
     settings = {"max_new_tokens": int(ac.max_new_tokens), "batch_size": ac.batch_size,

@@ -15,17 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 from reasoning_sae.artifacts import path_fingerprint, run_stage
 from reasoning_sae.data.formats import CHAT_FORMATS, format_lmsys, format_openthoughts
 from reasoning_sae.data.packing import check_context_size, pack
-from reasoning_sae.data.sources import DEMO_PREFIX, DEMO_ROWS, SourceConfig, load_source
+from reasoning_sae.data.sources import DEMO_PREFIX, DEMO_ROWS, SourceConfig, load_source, source_configs
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import ModelConfig, model_config
 from reasoning_sae.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("data", "model")
-
-
-def source_configs(data: DictConfig) -> dict[str, SourceConfig]:
-    return {name: SourceConfig(**OmegaConf.to_container(src, resolve=True)) for name, src in data.sources.items()}
 
 
 def _formatter(source: SourceConfig, chat_format: str, tokenizer):

@@ -19,18 +19,17 @@ Writes presence.csv and presence.md (Fig. 4), crosslayer.csv and crosslayer.md (
 matched feature), summary.json (with what this experiment leaves out of the paper's setup) and, with
 diff.save_saes, the SAEs trained here under saes/<name>/."""
 
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import path_fingerprint, run_sae, run_stage, sae_inputs, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import (TOP_FEATURES, corpus_tokens, path_fingerprint, read_corpus, read_f_r, read_tokens,
+                                     run_sae, run_stage, sae_inputs, upstream_inputs, write_json)
 from reasoning_sae.diff import matching
 from reasoning_sae.diff.activations import collect, pair_sums
 from reasoning_sae.diff.training import quality, train_sae
@@ -38,11 +37,12 @@ from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config, resid_post
 from reasoning_sae.models.hooks import parse_hook
 from reasoning_sae.sae import SparseAutoencoder
+from reasoning_sae.sae.io import CFG
 from reasoning_sae.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("diff", "model", "sae", "trainer", "seed")
-UPSTREAM = {"corpus": "", "score": "top_features.json"}
+UPSTREAM = {"corpus": "", "score": TOP_FEATURES}
 PAPER_TRAJECTORIES = ("S", "SD", "SM", "SDF", "SMF")
 MATCH_COLUMNS = ["layer", "set", "feature", "partner", "decoder_cosine", "matching_score", "class"]
 PRESENCE_COLUMNS = ["trajectory", "name", "model", "source", "init_from", "fr_present", "fr_total", "fr_share",
@@ -76,7 +76,7 @@ def config_key(name: str) -> str:
 def inputs(cfg: DictConfig) -> dict[str, str]:
     ins = {**upstream_inputs(cfg, UPSTREAM), **sae_inputs(cfg)}
     for name, path in given_saes(cfg).items():
-        if not (Path(path) / "cfg.json").is_file():
+        if not (Path(path) / CFG).is_file():
             raise UserError(f"{config_key(name)}={path} is not an SAE directory (no cfg.json): train it first "
                             f"(python -m reasoning_sae.diff.saes with this run's overrides) or fix the path")
         ins[f"sae:{name}"] = path_fingerprint(path)
@@ -181,10 +181,10 @@ def train_missing(cfg: DictConfig, lm, main: SparseAutoencoder, main_layer: int,
     """The SAEs of `missing_layers` (on the training mix) and `missing_traj` (on their stage's source, each from
     its prefix's SAE, given or trained here), trained on one cached LM pass over diff.train.sequences sequences."""
     dt, mc = cfg.diff.train, model_config(OmegaConf.to_container(cfg.model, resolve=True))
-    corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", "train")))
+    corpus = read_corpus(cfg, "train")
     corpus = corpus.select(range(min(dt.sequences or len(corpus), len(corpus))))
     hooks = sorted({resid_post(layer) for layer in [*missing_layers, *([main_layer] if missing_traj else [])]})
-    acts, seq_N = collect(lm, np.asarray(corpus["input_ids"], dtype=np.int64), hooks, mc.ignore_token_ids,
+    acts, seq_N = collect(lm, corpus_tokens(corpus), hooks, mc.ignore_token_ids,
                           dt.batch_sequences, progress=True, sink_positions=mc.sink_positions)
     source_N = np.asarray(corpus["source"])[seq_N]
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -243,8 +243,7 @@ def crosslayer_tables(cfg: DictConfig, lm, main, main_layer: int, layer_saes: di
     assigned = {layer: matching.assign(main, sae, features, full=cl.assignment == "full", similarity=cl.similarity,
                                        chunk=cfg.diff.chunk)
                 for layer, sae in layer_saes.items()}
-    corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", "score")))
-    token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)[: cl.sequences or None]
+    token_ids = read_tokens(cfg, "score", cl.sequences)
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
     sums = pair_sums(lm, resid_post(main_layer), main.to(lm.device), features,
                      {resid_post(layer): (sae.to(lm.device), assigned[layer].partners)
@@ -328,7 +327,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
     main_hook = main.hook_name()
     main_layer = parse_hook(main_hook, MAX_LAYERS).layer
     check(cfg, main_layer)
-    f_r = [int(f) for f in json.loads(upstream(cfg, "score", UPSTREAM["score"]).read_text())["features"]]
+    f_r = read_f_r(cfg)
     n_random = min(dc.random_features, main.d_sae - len(set(f_r)))  # a small SAE has fewer to offer
     if n_random < dc.random_features:
         log.warning("diff: %d random features asked for, %d outside F_R: taking those", dc.random_features, n_random)

@@ -16,13 +16,14 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae import __version__
-from reasoning_sae.artifacts import (atomic_dir, load_f_max, path_fingerprint, run_sae, run_stage, sae_inputs, stage_dir,
-                                     upstream, upstream_inputs)
+from reasoning_sae.artifacts import (atomic_dir, path_fingerprint, read_f_max, read_f_r, run_sae, run_stage, sae_inputs,
+                                     stage_dir, upstream_inputs)
 from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.cells import Cell, cell_key, grid
 from reasoning_sae.evaluate.runner import evaluate_cell, load_cell
 from reasoning_sae.evaluate.tables import results_frame, table1, table2
 from reasoning_sae.models import model_config
+from reasoning_sae.sae.io import CFG
 from reasoning_sae.sae.source import check_feature_ids
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,7 @@ def steering_features(cfg: DictConfig) -> list:
     """steering.features, or the first top_n features of the score stage's F_R for `top`."""
     features = cfg.steering.features
     if features == "top":
-        top = json.loads(upstream(cfg, "score", "top_features.json").read_text())["features"]
-        return [int(f) for f in top[: cfg.steering.top_n]]
+        return read_f_r(cfg)[: cfg.steering.top_n]
     if isinstance(features, str) or not OmegaConf.is_list(features):
         raise UserError(f"steering.features={features!r}: give a list of feature ids or `top`")
     return list(features)
@@ -69,7 +69,7 @@ def f_max_for(cfg: DictConfig, features: tuple[int, ...]) -> list[float] | None:
     if source == "sae":
         return None
     if source == "interpret":
-        table = load_f_max(cfg, run_sae(cfg).fingerprint)
+        table = read_f_max(cfg, run_sae(cfg).fingerprint)
         missing = [f for f in features if f not in table]
         if missing:
             raise UserError(f"the interpret stage has no f_max for features {missing}: add them to "
@@ -164,7 +164,7 @@ def steer_layer(cfg: DictConfig, steering: bool) -> int:
     from reasoning_sae.models.hooks import parse_hook
     from reasoning_sae.sae.config import SAEConfig
 
-    sae = SAEConfig.from_sae_lens(json.loads((sae_path(cfg) / "cfg.json").read_text()))
+    sae = SAEConfig.from_sae_lens(json.loads((sae_path(cfg) / CFG).read_text()))
     hook = sae.metadata.get("hook_name")
     if not hook:
         raise UserError("the SAE's cfg.json names no hook_name: add metadata.hook_name "
@@ -310,7 +310,7 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
             if cfg.steering[key] not in allowed:
                 raise UserError(f"steering.{key}={cfg.steering[key]!r}: use one of {', '.join(allowed)}")
         check_site(cfg.steering.get("site", "resid_post"))
-        d_sae = json.loads((sae_path(cfg) / "cfg.json").read_text())["d_sae"]
+        d_sae = json.loads((sae_path(cfg) / CFG).read_text())["d_sae"]
         check_feature_ids(steered, d_sae, "steering.features")
         f_max_for(cfg, tuple(steered))  # f_max.json reads and covers every steered feature
     if bc.engine == "vllm":

@@ -8,12 +8,11 @@ by steering), `index.html` and `features/<id>.html` (static, offline)."""
 import json
 from pathlib import Path
 
-import datasets
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import run_sae, run_stage, sae_inputs, stage_dir, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import (F_MAX, TOP_FEATURES, read_f_r, read_scores, read_tokens, run_sae, run_stage,
+                                     sae_inputs, upstream_inputs, write_json)
 from reasoning_sae.errors import UserError
 from reasoning_sae.interpret.features import feature_records
 from reasoning_sae.interpret.render import write_site
@@ -22,7 +21,7 @@ from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.sae.source import check_feature_ids
 
 CONFIG_KEYS = ("interpret", "model", "seed")
-UPSTREAM = {"corpus": "score", "score": "top_features.json"}
+UPSTREAM = {"corpus": "score", "score": TOP_FEATURES}
 SCORE_PARTS = ("reason_score", "share_pos", "share_neg", "mean_pos", "mean_neg", "entropy")
 
 
@@ -50,9 +49,8 @@ def compact(record: dict) -> dict:
 def build(cfg: DictConfig, out: Path) -> dict:
     ic = cfg.interpret
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
-    score_dir = stage_dir(cfg, "score")
-    table = pd.read_parquet(score_dir / "scores.parquet")
-    top_set = [int(f) for f in json.loads(upstream(cfg, "score", UPSTREAM["score"]).read_text())["features"]]
+    table = read_scores(cfg)
+    top_set = read_f_r(cfg)
     features = list(dict.fromkeys([*top_set, *(int(f) for f in ic.extra_features)]))
     if not features:
         raise UserError("F_R is empty and interpret.extra_features names no feature: nothing to interpret "
@@ -60,10 +58,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
     fetched = run_sae(cfg)
     sae = SparseAutoencoder.load(fetched.path)
     check_feature_ids(features, sae.d_sae, "interpret.extra_features")
-    corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", UPSTREAM["corpus"])))
-    token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)
-    if ic.sequences:
-        token_ids = token_ids[: ic.sequences]
+    token_ids = read_tokens(cfg, UPSTREAM["corpus"], ic.sequences)
     lm = load_lm(mc)
     records = feature_records(
         lm, sae, token_ids, features, top_n=ic.top_n, window=tuple(ic.context), bands=ic.quantile_bands,
@@ -75,7 +70,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
         record["in_top_set"] = feature in top_set
     write_json(out / "features.json", {str(f): compact(r) for f, r in records.items()})
     (out / "contexts.json").write_text(json.dumps({str(f): r["top_contexts"] for f, r in records.items()}))
-    write_json(out / "f_max.json", {str(f): r["f_max"] for f, r in records.items()})
+    write_json(out / F_MAX, {str(f): r["f_max"] for f, r in records.items()})
     write_json(out / "sae.json", {**fetched.provenance, "fingerprint": fetched.fingerprint})
     meta = {"title": f"Reasoning features · {cfg.experiment_name}", "model": mc.name, "hook": sae.hook_name(),
             "experiment": cfg.experiment_name, "tokens": int(token_ids.size)}

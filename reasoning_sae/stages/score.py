@@ -3,14 +3,12 @@
 Writes `scores.parquet` (one row per feature: score, its parts, per-word means, rank), `top_features.json`
 (F_R, best first, with the threshold used) and `counts.json` (tokens in each set)."""
 
-import json
 from pathlib import Path
 
-import datasets
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import run_sae, run_stage, sae_inputs, stage_dir, upstream, upstream_inputs, write_json
+from reasoning_sae.artifacts import (SCORES, TOP_FEATURES, read_tokens, run_sae, run_stage, sae_inputs, upstream,
+                                     upstream_inputs, write_json)
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
@@ -33,22 +31,19 @@ def build(cfg: DictConfig, out: Path) -> dict:
     fetched = run_sae(cfg)
     sae = SparseAutoencoder.load(fetched.path)
     vocabulary = load_vocabulary(upstream(cfg, "vocab", UPSTREAM["vocab"]))
-    corpus = datasets.load_from_disk(str(upstream(cfg, "corpus", UPSTREAM["corpus"])))
-    token_ids = np.asarray(corpus["input_ids"], dtype=np.int64)
-    if sc.sequences:
-        token_ids = token_ids[: sc.sequences]
+    token_ids = read_tokens(cfg, UPSTREAM["corpus"], sc.sequences)
     lm = load_lm(mc)
     table = reason_scores(lm, sae, token_ids, vocabulary, window=tuple(sc.window), alpha=sc.alpha,
                           ignore_token_ids=mc.ignore_token_ids if sc.ignore_special_tokens else (),
                           fold_decoder_norm=sc.fold_decoder_norm, batch_sequences=sc.batch_sequences, progress=True,
                           sink_positions=mc.sink_positions)
     features = top_features(table, q=sc.q, top_k=sc.top_k)
-    table.to_parquet(out / "scores.parquet")
+    table.to_parquet(out / SCORES)
     threshold = float(table["reason_score"].quantile(sc.q)) if sc.q is not None else None
-    write_json(out / "top_features.json", {"features": features, "q": sc.q, "top_k": sc.top_k, "tau": threshold,
-                                           "hook": sae.hook_name(), "vocabulary": list(vocabulary),
-                                           "sae": {**fetched.provenance, "path": str(fetched.path),
-                                                   "fingerprint": fetched.fingerprint}})
+    write_json(out / TOP_FEATURES, {"features": features, "q": sc.q, "top_k": sc.top_k, "tau": threshold,
+                                    "hook": sae.hook_name(), "vocabulary": list(vocabulary),
+                                    "sae": {**fetched.provenance, "path": str(fetched.path),
+                                            "fingerprint": fetched.fingerprint}})
     write_json(out / "counts.json", {"tokens": int(token_ids.size), **table.attrs})
     best = table.loc[features[:5], "reason_score"]
     return {"features_scored": len(table), "top_features": len(features), "tau": threshold,
@@ -58,10 +53,3 @@ def build(cfg: DictConfig, out: Path) -> dict:
 def run(cfg: DictConfig) -> Path:
     return run_stage(cfg, "score", CONFIG_KEYS, inputs(cfg), lambda out: build(cfg, out))
 
-
-def load_scores(cfg: DictConfig) -> tuple:
-    """(score table, F_R) of a finished score stage, for later stages."""
-    import pandas as pd
-
-    path = stage_dir(cfg, "score")
-    return pd.read_parquet(path / "scores.parquet"), json.loads((path / "top_features.json").read_text())["features"]

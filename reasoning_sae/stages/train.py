@@ -14,20 +14,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import datasets
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae import config_check
-from reasoning_sae.artifacts import (fingerprint, output_dir, path_fingerprint, run_stage, stage_dir, upstream,
-                                     upstream_inputs, write_json)
+from reasoning_sae.artifacts import (fingerprint, output_dir, path_fingerprint, read_tokens, run_stage, stage_dir,
+                                     upstream, upstream_inputs, write_json)
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config, resid_post
-from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
-from reasoning_sae.train import history
+from reasoning_sae.sae.io import CFG
 from reasoning_sae.settings import Rule, check_setting
+from reasoning_sae.train import history
+from reasoning_sae.train.build import build_sae
 from reasoning_sae.train.config import TrainConfig
 from reasoning_sae.train.evaluate import density_histogram, evaluate_sae
 from reasoning_sae.train.module import NonFiniteTraining, SAEModule
@@ -51,7 +50,7 @@ def validate(cfg: DictConfig) -> TrainConfig:
                         f"model.layer to 0-{mc.n_layers - 1}")
     config_check.check(cfg)  # data.context_size, resume, activation_cache, ... (the CLI checked them too)
     check_setting("logger.name", cfg.logger.name, str, Rule(choices=LOGGERS))
-    if tc.init_from and not (Path(tc.init_from) / "cfg.json").is_file():
+    if tc.init_from and not (Path(tc.init_from) / CFG).is_file():
         raise UserError(f"sae.init_from={tc.init_from} is not an SAE directory (no cfg.json): point it at a trained "
                         f"sae/")
     return tc
@@ -138,30 +137,6 @@ def run_name(cfg: DictConfig) -> str:
     return f"{cfg.experiment_name}-train" + (f"-job{job}" if job else "")
 
 
-def build_sae(tc: TrainConfig, d_model: int, metadata: dict) -> SparseAutoencoder:
-    sae_cfg = SAEConfig(d_in=d_model, d_sae=tc.d_sae or tc.expansion_factor * d_model, architecture=tc.architecture,
-                        apply_b_dec_to_input=tc.apply_b_dec_to_input, k=tc.k, metadata=metadata)
-    if tc.init_from:
-        return load_init(tc.init_from, sae_cfg)
-    return initialize(SparseAutoencoder(sae_cfg), tc.init, tc.init_decoder_norm,
-                      generator=torch.Generator().manual_seed(tc.seed))
-
-
-def load_init(path: str, sae_cfg: SAEConfig) -> SparseAutoencoder:
-    """A new SAE of `sae_cfg` holding the weights of the SAE at `path` (which must have the same shape)."""
-    if not (Path(path) / "cfg.json").is_file():
-        raise UserError(f"sae.init_from={path} is not an SAE directory (no cfg.json): point it at a trained sae/")
-    init = SparseAutoencoder.load(path)
-    ours = (sae_cfg.d_in, sae_cfg.d_sae, sae_cfg.architecture, sae_cfg.k, sae_cfg.apply_b_dec_to_input)
-    theirs = (init.cfg.d_in, init.cfg.d_sae, init.cfg.architecture, init.cfg.k, init.cfg.apply_b_dec_to_input)
-    if ours != theirs:
-        raise UserError(f"sae.init_from={path} has (d_in, d_sae, architecture, k, apply_b_dec_to_input)={theirs} "
-                        f"but this run builds {ours}: set sae.d_sae, sae.architecture, ... to match it")
-    sae = SparseAutoencoder(sae_cfg.replace(metadata={**sae_cfg.metadata, "init_from": str(path)}))
-    sae.load_state_dict(init.state_dict())
-    return sae
-
-
 def make_trainer(cfg: DictConfig, tc: TrainConfig, work: Path, logger):
     import lightning as L
     from hydra.errors import InstantiationException
@@ -215,7 +190,7 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
 
     tc = validate(cfg)
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
-    token_ids = np.asarray(datasets.load_from_disk(str(corpus_dir(cfg) / "train"))["input_ids"], dtype=np.int64)
+    token_ids = read_tokens(cfg, "train")
     if token_ids.ndim != 2 or token_ids.shape[1] != cfg.data.context_size:
         raise UserError(f"data.context_size={cfg.data.context_size} but the corpus at {corpus_dir(cfg)} holds "
                         f"sequences of {token_ids.shape[-1]} tokens: rerun the corpus stage with these data settings")
@@ -268,7 +243,7 @@ def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path,
     sae.save(out / "sae", feature_stats=stats)
     metrics = evaluate_sae(lm, sae, eval_ids, mc.layer, mc.ignore_token_ids,
                                                      sink_positions=mc.sink_positions) if len(eval_ids) else {}
-    metrics.update({"sparsity/dead_features": int((stats["sparsity"] <= -10 + 1e-6).sum()),
+    metrics.update({"sparsity/dead_features": int(module.dead_mask_F(whole_run=True).sum()),
                     "details/n_training_tokens": int(module.tokens_seen), "details/steps": tc.total_steps})
     write_json(out / "metrics.json", metrics)
     (out / "sae" / "README.md").write_text(card(cfg, out / "sae", metrics, mc, tc, int(module.tokens_seen)))
@@ -285,7 +260,7 @@ def card(cfg, sae_dir: Path, metrics: dict, mc, tc: TrainConfig, tokens: int) ->
 
     sparsity = f"TopK, k = {tc.k}" if tc.architecture == "topk" else f"L1 coefficient {tc.l1_coefficient:g}"
     sources = [str(s.path) for s in cfg.data.sources.values() if s.fraction > 0]
-    return model_card(json.loads((sae_dir / "cfg.json").read_text()), metrics, model=mc.name, revision=mc.revision, data=sources,
+    return model_card(json.loads((sae_dir / CFG).read_text()), metrics, model=mc.name, revision=mc.revision, data=sources,
                       experiment=cfg.experiment_name, commit=git_commit(), lock=lock_hash(),
                       training={"architecture": tc.architecture, "sparsity": sparsity, "lr": tc.lr, "seed": tc.seed,
                                 "steps": tc.total_steps, "batch": tc.batch_size_tokens, "tokens": tokens})

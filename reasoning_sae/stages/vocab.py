@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from reasoning_sae.artifacts import path_fingerprint, run_stage, stage_dir
 from reasoning_sae.errors import UserError
+from reasoning_sae.figures.vocabulary import STAGE_FIG2, draw_fig2
 from reasoning_sae.vocab.frequency import frequency_table, top_words
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY, derive_vocabulary, load_vocabulary, save_vocabulary
 
@@ -58,24 +59,13 @@ def read_pairs(path: Path) -> pd.DataFrame:
 
 
 def plot_fig2(rows: pd.DataFrame, threshold: float, path: Path) -> None:
-    """Bars: p_think - p_solution per word (filtered words grey); orange dots: general-English frequency."""
+    """Fig. 2 as a preview beside the stage's tables (the figures stage draws the paper's, with the same function)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.22 * len(rows) + 1.2)))
-    y = range(len(rows))
-    colors = ["#bbbbbb" if f else "#1f77b4" for f in rows["filtered"]]
-    ax.barh(y, rows["diff"], color=colors)
-    ax.set_yticks(list(y), rows["word"].tolist(), fontsize=8)
-    ax.set_xlabel("p_think − p_solution (grey: filtered)")
-    top = ax.twiny()
-    top.scatter(rows["general_frequency"].clip(lower=1e-9), y, color="tab:orange", s=14, zorder=3)
-    top.axvline(threshold, color="tab:orange", lw=1.2)
-    top.set_xscale("log")
-    ax.set_ylim(len(rows) - 0.5, -0.5)  # best word on top, no margin from the twin axis' scatter
-    top.set_xlabel("general English frequency (wordfreq)", color="tab:orange")
+    fig = draw_fig2(rows, threshold, STAGE_FIG2)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
