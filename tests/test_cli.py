@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.stages.test_train import tiny
+from tests.helpers import tiny
 
 
 def _run(*args, tmp_path, env=None):

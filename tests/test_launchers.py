@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stages.test_train import REPO, tiny
+from tests.helpers import REPO, tiny
 
 CLUSTER = REPO / "docker" / "slurm" / "one_node_cluster.sh"
 

@@ -5,9 +5,22 @@ Accuracy metrics are pass@1 (mean over samples) and maj@k; lengths are shown in 
 import re
 
 import pandas as pd
+from tabulate import DataRow, TableFormat
 
 ACCURACY = re.compile(r"^(pass@1|maj@\d+)(/.*)?$")
 LENGTH = "think_tokens"
+# GitHub pipe tables as the package writes them: `| a | b |` rows, cells unpadded, `|---|---|` under the header
+_PIPES = TableFormat(lineabove=None, linebelowheader=lambda widths, _aligns: "|" + "---|" * len(widths),
+                     linebetweenrows=None, linebelow=None, headerrow=DataRow("|", "|", "|"),
+                     datarow=DataRow("|", "|", "|"), padding=1, with_header_hide=None)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown pipe table of a frame of strings, column names as the header (no index), cells as they are
+    (escape `|` beforehand), each line ending in a newline."""
+    unaligned = [None] * frame.shape[1]
+    return frame.to_markdown(index=False, tablefmt=_PIPES, colalign=unaligned, headersalign=unaligned,
+                             disable_numparse=True) + "\n"
 
 
 def results_frame(records: list[dict]) -> pd.DataFrame:
@@ -28,10 +41,10 @@ def _columns(frame: pd.DataFrame) -> list[str]:
 
 
 def _markdown(wide: pd.DataFrame) -> str:
-    header = "| " + " | ".join(["", *wide.columns]) + " |\n|" + "---|" * (len(wide.columns) + 1) + "\n"
-    body = "".join("| " + " | ".join([str(i), *(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row)]) + " |\n"
-                   for i, row in zip(wide.index, wide.itertuples(index=False), strict=True))
-    return header + body
+    """The wide frame with its row labels as a first, unnamed column and numbers to one decimal."""
+    rows = [[str(i), *(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row)]
+            for i, row in zip(wide.index, wide.itertuples(index=False), strict=True)]
+    return markdown_table(pd.DataFrame(rows, columns=["", *wide.columns]))
 
 
 def _wide(frame: pd.DataFrame, row_order: list[str]) -> pd.DataFrame:

@@ -6,16 +6,16 @@ a reply whose verdict cannot be parsed. Verdicts are cached per (question, refer
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 
 import httpx
+import tenacity
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.verifier_prompts import GPQA_CHOICE, GPQA_QUESTION, MATH_EQUIVALENCE
-from reasoning_sae.interpret.explainer import RETRY_STATUS, post_with_retries  # one retry loop for both
+from reasoning_sae.interpret.explainer import RETRY_STATUS, post_with_retries, with_backoff  # one retry rule for both
 
 log = logging.getLogger(__name__)
 OPENROUTER = "https://openrouter.ai/api/v1"
@@ -145,14 +145,17 @@ class Verifier:
     def _ask(self, prompt: str, parse: Callable[[str], object]):
         body = {"model": self.config.resolved_model, "messages": [{"role": "user", "content": prompt}],
                 "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
-        for attempt in range(self.config.retries + 1):
+
+        def ask_once() -> tuple[httpx.Response, str | None, object]:
             response = self._post(body)
             reply = _message(response)
-            verdict = None if reply is None else parse(reply)
-            if verdict is not None:
-                return verdict
-            if attempt < self.config.retries:
-                time.sleep(self.config.backoff * 2**attempt)
+            return response, reply, None if reply is None else parse(reply)
+
+        no_verdict = tenacity.retry_if_result(lambda asked: asked[2] is None)
+        response, reply, verdict = with_backoff(self.config.retries, self.config.backoff, no_verdict,
+                                                lambda state: state.outcome.result())(ask_once)
+        if verdict is not None:
+            return verdict
         if reply is None:
             raise UserError(f"verifier at {self.config.url} sent no Chat Completions message "
                             f"({_snippet(response.text)}): point benchmark.verifier.base_url at an OpenAI-compatible "

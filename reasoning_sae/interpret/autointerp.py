@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import torch
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reasoning_sae.data.formats import openthoughts_user_prompt
 from reasoning_sae.errors import UserError
+from reasoning_sae.evaluate.tables import markdown_table as pipe_table
 from reasoning_sae.interpret.explainer import Explainer, _snippet
 from reasoning_sae.steering import steer
 
@@ -239,11 +241,11 @@ def _behaviour(strengthening: str, weakening: str) -> str:
 
 def markdown_table(groups: Sequence[FeatureGroup], descriptions: Sequence[FeatureDescription]) -> str:
     """Table 4's layout (group, features, function, effect type, observed behaviour), then one row per feature."""
-    rows = ["| Group | Features | Possible function | Effect type | Observed behavior |", "|---|---|---|---|---|"]
-    rows += [f"| {_cell(g.name)} | {', '.join(map(str, g.features))} | {_cell(g.function)} | {_cell(g.effect_type)} "
-             f"| {_cell(_behaviour(g.strengthening, g.weakening))} |" for g in groups]
-    rows += ["", "| Feature | Description | Possible function | Effect type | Observed behavior |",
-             "|---|---|---|---|---|"]
-    rows += [f"| {d.feature} | {_cell(d.description)} | {_cell(d.function)} | {_cell(d.effect_type)} "
-             f"| {_cell(_behaviour(d.strengthening, d.weakening))} |" for d in descriptions]
-    return "\n".join(rows) + "\n"
+    by_group = pd.DataFrame([[_cell(g.name), ", ".join(map(str, g.features)), _cell(g.function), _cell(g.effect_type),
+                              _cell(_behaviour(g.strengthening, g.weakening))] for g in groups],
+                            columns=["Group", "Features", "Possible function", "Effect type", "Observed behavior"])
+    by_feature = pd.DataFrame([[str(d.feature), _cell(d.description), _cell(d.function), _cell(d.effect_type),
+                                _cell(_behaviour(d.strengthening, d.weakening))] for d in descriptions],
+                              columns=["Feature", "Description", "Possible function", "Effect type",
+                                       "Observed behavior"])
+    return pipe_table(by_group) + "\n" + pipe_table(by_feature)

@@ -3,11 +3,11 @@ connection errors, timeouts, 429 and 5xx; every failure a one-line UserError nam
 
 import logging
 import os
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import tenacity
 
 from reasoning_sae.errors import UserError
 
@@ -22,22 +22,32 @@ def endpoint(cfg: Mapping) -> tuple[str | None, str]:
     return base_url, cfg.get("model") or os.environ.get(ENV_MODEL) or DEFAULT_MODEL
 
 
+def with_backoff(retries: int, backoff: float, retry: tenacity.retry_base,
+                 give_up: Callable[[tenacity.RetryCallState], object]) -> tenacity.Retrying:
+    """Call up to `retries` more times while `retry` says so, waiting backoff * 2**attempt seconds before retry
+    number attempt + 1; when the retries are spent, the call returns (or raises) what `give_up` does with the last
+    attempt. Exceptions `retry` does not name propagate at once."""
+    return tenacity.Retrying(stop=tenacity.stop_after_attempt(retries + 1),
+                             wait=tenacity.wait_exponential(multiplier=backoff, exp_base=2),
+                             retry=retry, retry_error_callback=give_up)
+
+
 def post_with_retries(url: str, body: dict, api_key: str | None, timeout: float, retries: int, backoff: float,
                       what: str, fix: str) -> httpx.Response:
     """POST a chat-completions request, retrying connection errors and RETRY_STATUS answers with exponential
     backoff; the last answer is returned whatever its status (callers word their own HTTP errors)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def give_up(state: tenacity.RetryCallState) -> httpx.Response:
+        if state.outcome.failed:
+            err = state.outcome.exception()
+            raise UserError(f"cannot reach {what} ({type(err).__name__}: {_snippet(err)}): {fix}") from None
+        return state.outcome.result()
+
+    retry = (tenacity.retry_if_exception_type(httpx.TransportError)
+             | tenacity.retry_if_result(lambda response: response.status_code in RETRY_STATUS))
     with httpx.Client(timeout=timeout) as client:
-        for attempt in range(retries + 1):
-            try:
-                response = client.post(url, json=body, headers=headers)
-                if response.status_code not in RETRY_STATUS or attempt == retries:
-                    return response
-            except httpx.TransportError as err:
-                if attempt == retries:
-                    raise UserError(f"cannot reach {what} ({type(err).__name__}: {_snippet(err)}): {fix}") from None
-            time.sleep(backoff * 2**attempt)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        return with_backoff(retries, backoff, retry, give_up)(client.post, url, json=body, headers=headers)
 
 
 def _snippet(text: str, limit: int = 200) -> str:

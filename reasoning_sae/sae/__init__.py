@@ -1,10 +1,20 @@
 """Sparse autoencoders in the SAELens format: one file per architecture, presets for initialisation."""
 
-from reasoning_sae.sae import standard, topk  # noqa: F401  (registers the architectures)
-from reasoning_sae.sae.base import SparseAutoencoder, TrainOutput, architecture_class
+from reasoning_sae.sae.base import (
+    ARCHITECTURES,
+    SparseAutoencoder,
+    TrainOutput,
+    architecture_class,
+    register_sae_class,
+)
 from reasoning_sae.sae.config import SAEConfig
 from reasoning_sae.sae.init import initialize
+from reasoning_sae.sae.standard import StandardSAE
+from reasoning_sae.sae.topk import TopKSAE
 
-ARCHITECTURES = SparseAutoencoder.registry
+# Every architecture, registered here and only here (cfg.json's "architecture" -> class), as SAELens does.
+register_sae_class("standard", StandardSAE)
+register_sae_class("topk", TopKSAE)
 
-__all__ = ["ARCHITECTURES", "SAEConfig", "SparseAutoencoder", "TrainOutput", "architecture_class", "initialize"]
+__all__ = ["ARCHITECTURES", "SAEConfig", "SparseAutoencoder", "StandardSAE", "TopKSAE", "TrainOutput",
+           "architecture_class", "initialize", "register_sae_class"]

@@ -1,7 +1,13 @@
 """`SparseAutoencoder`: parameters named and shaped as in SAELens' sae_weights.safetensors, a few hooks per
-architecture (like SAELens: one file each), and the SAELens directory format for save/load."""
+architecture (like SAELens: one file each), and the SAELens directory format for save/load.
 
-from typing import ClassVar, NamedTuple
+Architectures are registered explicitly, as SAELens does (`register_sae_class(name, cls)`, all of them in
+`reasoning_sae/sae/__init__.py`): the name is cfg.json's `architecture`, and `SparseAutoencoder(cfg)` builds the
+class registered for `cfg.architecture`. A name registered twice is an error, not a silent replacement."""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -23,16 +29,9 @@ class TrainOutput(NamedTuple):
 class SparseAutoencoder(nn.Module):
     """x_hat = f(x) W_dec + b_dec with f(x) = act((x - b_dec * apply_b_dec_to_input) W_enc + b_enc)."""
 
-    architecture: ClassVar[str] = ""
-    registry: ClassVar[dict[str, type["SparseAutoencoder"]]] = {}
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls.architecture:
-            SparseAutoencoder.registry[cls.architecture] = cls
-
     def __new__(cls, cfg: SAEConfig | None = None, *args, **kwargs):
-        # SparseAutoencoder(cfg) builds the subclass of cfg.architecture (copy/pickle call __new__ with no cfg).
+        # SparseAutoencoder(cfg) builds the class registered for cfg.architecture (copy/pickle call __new__ with no
+        # cfg); a subclass called directly builds itself.
         if cls is SparseAutoencoder and cfg is not None:
             cls = architecture_class(cfg.architecture)
         return super().__new__(cls)
@@ -139,12 +138,29 @@ class SparseAutoencoder(nn.Module):
         return load_sae(path, device)
 
 
+_REGISTRY: dict[str, type[SparseAutoencoder]] = {}
+ARCHITECTURES: Mapping[str, type[SparseAutoencoder]] = MappingProxyType(_REGISTRY)
+"""The registered architectures by name (read-only: add one with `register_sae_class`)."""
+
+
+def register_sae_class(architecture: str, sae_class: type[SparseAutoencoder]) -> None:
+    """Make `SparseAutoencoder(cfg)` and `SparseAutoencoder.load` build `sae_class` for cfg.architecture ==
+    `architecture` (SAELens' register_sae_class). Registering a name twice raises ValueError."""
+    if not (isinstance(sae_class, type) and issubclass(sae_class, SparseAutoencoder)) or sae_class is SparseAutoencoder:
+        raise TypeError(f"SAE architecture {architecture!r}: {sae_class!r} is not a subclass of SparseAutoencoder")
+    if not isinstance(architecture, str) or not architecture:
+        raise ValueError(f"SAE architecture name {architecture!r}: give a non-empty string")
+    if architecture in _REGISTRY:
+        raise ValueError(f"SAE architecture {architecture!r} is already registered (to "
+                         f"{_REGISTRY[architecture].__module__}.{_REGISTRY[architecture].__qualname__})")
+    _REGISTRY[architecture] = sae_class
+
+
 def architecture_class(name: str) -> type[SparseAutoencoder]:
+    """The class registered for `name`, or a UserError naming the registered ones."""
     from reasoning_sae.errors import UserError
 
     try:
-        return SparseAutoencoder.registry[name]
+        return _REGISTRY[name]
     except KeyError:
-        raise UserError(
-            f"unknown SAE architecture {name!r}: use one of {', '.join(sorted(SparseAutoencoder.registry))}"
-        ) from None
+        raise UserError(f"unknown SAE architecture {name!r}: use one of {', '.join(sorted(_REGISTRY))}") from None

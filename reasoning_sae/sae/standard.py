@@ -93,8 +93,6 @@ class _StandardLoss(torch.autograd.Function):
 
 
 class StandardSAE(SparseAutoencoder):
-    architecture = "standard"
-
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         return torch.relu(pre_BF)
 

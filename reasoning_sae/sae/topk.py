@@ -125,8 +125,6 @@ class _TopKLoss(torch.autograd.Function):
 
 
 class TopKSAE(SparseAutoencoder):
-    architecture = "topk"
-
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         vals_BK, idx_BK = pre_BF.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre_BF).scatter_(-1, idx_BK, vals_BK.relu())

@@ -39,6 +39,26 @@ def exact_sum(values: torch.Tensor) -> float:
     return math.fsum(values.double().flatten().tolist())
 
 
+def explained_variance_per_token(x_ND: torch.Tensor, recon_ND: torch.Tensor) -> torch.Tensor:
+    """The mean over tokens of each token's explained variance, 1 - |x - x_hat|^2 / |x - mean_batch(x)|^2 (SAELens'
+    training metric, logged during training): a 0-dim tensor."""
+    resid_N = (x_ND - recon_ND).pow(2).sum(-1)
+    total_N = (x_ND - x_ND.mean(0)).pow(2).sum(-1)
+    return (1 - resid_N / total_N.clamp(min=1e-12)).mean()
+
+
+def explained_variance_pooled(sq_err: float, total_var: float) -> float:
+    """The share of the total variance explained, 1 - sum |x - x_hat|^2 / sum |x - mean(x)|^2, the sums taken over
+    every token and dimension (SAELens' evaluation kind: dominated by the dimensions of largest variance)."""
+    return 1 - sq_err / total_var
+
+
+def explained_variance_per_dim(sq_err_D: torch.Tensor, var_D: torch.Tensor) -> float:
+    """The mean over dimensions of each one's explained variance, 1 - sum_n err_nd^2 / sum_n (x_nd - mean_d)^2:
+    not dominated by a few massive dimensions (in SmolLM2's layer 18 one dimension carries ~97% of the variance)."""
+    return (1 - sq_err_D / var_D.clamp(min=1e-12)).mean().item()
+
+
 def _ce_and_logprobs(lm: LanguageModel, ids_BS: torch.Tensor):
     logits = lm.model(ids_BS, use_cache=False).logits[:, :-1].float()
     logprobs = F.log_softmax(logits, dim=-1)
@@ -83,10 +103,8 @@ def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarra
     ce_clean, ce_sae, ce_zero = sums["ce_clean"] / n, sums["ce_sae"] / n, sums["ce_zero"] / n
     return {
         "metrics/l0": sums["l0"] / t,
-        "metrics/explained_variance": 1 - sums["sq_err"] / total_var,
-        # the mean over dimensions of each one's explained variance: not dominated by a few massive dimensions
-        # (in SmolLM2's layer 18 one dimension carries ~97% of the variance)
-        "metrics/explained_variance_per_dim": (1 - sq_err_D / var_D.clamp(min=1e-12)).mean().item(),
+        "metrics/explained_variance": explained_variance_pooled(sums["sq_err"], total_var),
+        "metrics/explained_variance_per_dim": explained_variance_per_dim(sq_err_D, var_D),
         "metrics/top_dim_variance_share": (var_D.max() / var_D.sum()).item(),
         "metrics/mse": sums["sq_err"] / t,
         "metrics/ce_loss_without_sae": ce_clean,

@@ -10,6 +10,7 @@ import torch
 from reasoning_sae.errors import UserError
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.train.config import TrainConfig
+from reasoning_sae.train.evaluate import explained_variance_per_token
 
 
 def lr_factor(step: int, total: int, warm_up: int, decay: int) -> float:
@@ -80,8 +81,7 @@ class SAEModule(L.LightningModule):
                 f"non-finite activations (NaN/inf) in the batch of step {step}, from the model at this layer: run "
                 f"it in float32 (set model.dtype=float32) and train again", step)
         x_BD = self.scale(batch_BD)
-        out = self.sae.training_loss(x_BD, l1_coefficient=self.l1_coefficient(step),
-                                     dead_mask_F=self.steps_since_fired_F >= self.cfg.dead_feature_window,
+        out = self.sae.training_loss(x_BD, l1_coefficient=self.l1_coefficient(step), dead_mask_F=self.dead_mask_F(),
                                      aux_coefficient=self.cfg.aux_coefficient)
         if not torch.isfinite(out.loss):
             raise NonFiniteTraining(f"the SAE loss became non-finite at step {step}: lower sae.lr (now "
@@ -116,16 +116,23 @@ class SAEModule(L.LightningModule):
         torch.maximum(self.max_act_F, max_F, out=self.max_act_F)
 
     @torch.no_grad()
+    def dead_mask_F(self, whole_run: bool = False) -> torch.Tensor:
+        """The dead latents [d_sae] (bool): those that fired on no token in the last sae.dead_feature_window steps
+        (SAELens' dead features: the AuxK loss revives them, the training log counts them), or with `whole_run`
+        on no token of the whole run (the count the train stage reports with the finished SAE)."""
+        if whole_run:
+            return self.total_fired_F == 0
+        return self.steps_since_fired_F >= self.cfg.dead_feature_window
+
+    @torch.no_grad()
     def _metrics(self, x_BD, out, step: int) -> dict[str, float]:
-        resid = (x_BD - out.recon_BD).pow(2).sum(-1)
-        total = (x_BD - x_BD.mean(0)).pow(2).sum(-1)
         density_F = self.window_fired_F / self.window_tokens.clamp(min=1)
         metrics = {f"losses/{k}": v for k, v in out.losses.items()}
         metrics.update({
             "losses/overall_loss": out.loss.detach(),
-            "metrics/explained_variance": (1 - resid / total.clamp(min=1e-12)).mean(),
+            "metrics/explained_variance": explained_variance_per_token(x_BD, out.recon_BD),
             "metrics/l0": (out.feats_BF > 0).float().sum(-1).mean(),
-            "sparsity/dead_features": (self.steps_since_fired_F >= self.cfg.dead_feature_window).sum().float(),
+            "sparsity/dead_features": self.dead_mask_F().sum().float(),
             "sparsity/below_1e-5": (density_F < 1e-5).sum().float(),
             "sparsity/below_1e-6": (density_F < 1e-6).sum().float(),
             "details/current_learning_rate": self.optimizers().param_groups[0]["lr"],

@@ -9,7 +9,8 @@ from reasoning_sae.vocab.vocabulary import (
     load_vocabulary,
     save_vocabulary,
     surface_forms,
+    word_of,
 )
 
 __all__ = ["DEFAULT_VOCABULARY", "WORDS", "derive_vocabulary", "frequency_table", "groups", "kept_rank",
-           "load_vocabulary", "save_vocabulary", "surface_forms", "top_words", "words"]
+           "load_vocabulary", "save_vocabulary", "surface_forms", "top_words", "word_of", "words"]

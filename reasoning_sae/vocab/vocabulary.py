@@ -3,7 +3,8 @@
 The paper's final 10 words (v2 App. A.1, Fig. 5) were chosen manually from the top of the frequency ranking.
 The released code tracks 34 surface forms: `w`, ` w`, `W`, ` W` for eight words, and only `But` and `Another`
 for the last two (their lowercase forms mostly occur outside reasoning; the code has no space-prefixed forms).
-Forms are grouped by `lstrip().lower()`, which gives |R| = 10 groups for the entropy term of ReasonScore.
+Forms are grouped by word (`word_of`: `lstrip().lower()`), which gives |R| = 10 groups for the entropy term of
+ReasonScore.
 """
 
 import json
@@ -36,11 +37,17 @@ DEFAULT_VOCABULARY: tuple[str, ...] = (
 )
 
 
+def word_of(form: str) -> str:
+    """The word a surface form belongs to (" Wait" -> "wait"): the released code's grouping, `lstrip().lower()`.
+    Every grouping of the vocabulary (ReasonScore's |R|, word counts, figures) goes through this."""
+    return form.lstrip().lower()
+
+
 def groups(vocabulary: Iterable[str]) -> dict[str, list[str]]:
-    """Surface forms grouped by word (`s.lstrip().lower()`), in first-seen order: the released code's grouping."""
+    """Surface forms grouped by word (`word_of`), in first-seen order: the released code's grouping."""
     grouped: dict[str, list[str]] = {}
     for form in vocabulary:
-        grouped.setdefault(form.lstrip().lower(), []).append(form)
+        grouped.setdefault(word_of(form), []).append(form)
     return grouped
 
 

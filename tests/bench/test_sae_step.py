@@ -25,14 +25,36 @@ def test_run_and_report_on_tiny_shapes():
 
 def test_floor_runs_the_five_gemms():
     import torch
+    from torch.overrides import TorchFunctionMode
 
-    floor = sae_step.gemm_floor(8, 4, 16, torch.Generator().manual_seed(0))
-    floor()  # preallocated outputs of matching shapes: any mismatch raises
+    class RecordMatmuls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.mm:
+                self.calls.append((args[0], args[1], kwargs.get("out")))
+            return func(*args, **kwargs)
+
+    B, D, F = 8, 4, 16
+    floor = sae_step.gemm_floor(B, D, F, torch.Generator().manual_seed(0))
+    with RecordMatmuls() as record:
+        floor()
+    # the five GEMMs of a standard step: encoder, decoder, grad W_dec, d_feats, grad W_enc, each into its own
+    # preallocated output, and nothing else that could count towards the floor
+    shapes = [(tuple(a.shape), tuple(b.shape)) for a, b, _ in record.calls]
+    assert shapes == [((B, D), (D, F)), ((B, F), (F, D)), ((F, B), (B, D)), ((B, D), (D, F)), ((D, B), (B, F))]
+    outs = [out for _, _, out in record.calls]
+    assert all(out is not None for out in outs) and len({out.data_ptr() for out in outs}) == 5
+    for a, b, out in record.calls:
+        torch.testing.assert_close(out, a @ b)
 
 
 def test_steering_and_score_benchmarks_report(smollm2):
     from reasoning_sae.bench import score, steering
-    from tests.steering.test_hook import random_sae
+    from tests.helpers import random_sae
 
     sae = random_sae(d_sae=64)
     r = steering.run(smollm2, sae, new_tokens=2, repeats=1)

@@ -4,7 +4,7 @@ import pytest
 
 from reasoning_sae.diff.saes import main, plan
 from reasoning_sae.errors import UserError
-from tests.steering.test_hook import random_sae
+from tests.helpers import random_sae
 
 
 @pytest.fixture

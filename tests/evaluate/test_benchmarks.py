@@ -16,7 +16,7 @@ from reasoning_sae.evaluate.benchmarks import (
     shuffle_choices,
     task_config,
 )
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 
 def test_demo_benchmark_is_deterministic_in_the_math500_schema():

@@ -11,7 +11,7 @@ from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.grading import (
     FIELD, NO_ANSWER, NO_CHOICE, Grading, released_choice, released_extract, released_last_boxed, score_choice,
     score_math)
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 MATH_VERIFY, STRICT = Grading().to_json(), Grading("strict").to_json()
 

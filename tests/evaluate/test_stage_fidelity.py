@@ -8,7 +8,6 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.stages import evaluate
-from tests.stages.test_evaluate import vocab_only  # noqa: F401  (fixture)
 
 TASKS = "benchmark.tasks=[reasoning_demo,gpqa_diamond_openai]"
 SETTINGS = {

@@ -17,7 +17,7 @@ from reasoning_sae.evaluate.grading import FIELD, Grading, score_choice, score_m
 from reasoning_sae.evaluate.verifier import (RELEASED_MODEL, Verifier, VerifierConfig, parse_choice, parse_index,
                                              verifier_for)
 from reasoning_sae.lm_eval import task_dir
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 KEY_ENV = "REASONING_SAE_TEST_VERIFIER_KEY"
 
@@ -129,6 +129,22 @@ def test_a_malformed_verdict_is_asked_again(fake):
     fake.script = [(200, completion("These look the same to me.")), (200, completion("**1**"))]
     assert verifier(fake).equivalent("q", "\\frac{1}{2}", "1/2") is True
     assert len(fake.requests) == 2
+
+
+def test_unparseable_verdicts_and_server_errors_wait_backoff_times_two_to_the_attempt(fake, monkeypatch):
+    waits = []
+    monkeypatch.setattr("time.sleep", waits.append)
+    fake.script = [(200, completion("unsure")), (200, completion("still unsure")), (200, completion("1"))]
+    assert verifier(fake, retries=3, backoff=1.0).equivalent("q", "3", "x=3") is True
+    assert waits == [1.0, 2.0] and len(fake.requests) == 3
+    waits.clear()
+    fake.judge = lambda prompt: "no idea"
+    assert verifier(fake, retries=1, backoff=0.5).equivalent("q", "3", "x=4") is None
+    assert waits == [0.5]
+    waits.clear()
+    fake.script = [(502, "bad gateway"), (200, completion("-1"))]  # a transport retry inside one verdict attempt
+    assert verifier(fake, retries=2, backoff=0.25).equivalent("q", "3", "x=5") is False
+    assert waits == [0.25]
 
 
 def test_no_parseable_verdict_keeps_the_answer_as_it_is(fake, caplog):

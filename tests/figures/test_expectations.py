@@ -11,7 +11,7 @@ from reasoning_sae.artifacts import write_json
 from reasoning_sae.figures import expectations
 from reasoning_sae.figures.common import Artifacts
 from reasoning_sae.figures.verify import verify
-from tests.figures.test_figures import make_artifacts, run_figures  # noqa: F401 (a fixture)
+from tests.helpers import make_artifacts
 
 
 @pytest.fixture

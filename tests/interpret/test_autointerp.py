@@ -3,9 +3,7 @@
 import json
 import re
 import socket
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -17,68 +15,7 @@ from reasoning_sae.interpret.autointerp import (
     UNGROUPED, Explainer, FeatureDescription, FeatureGroup, Generation, Prompt, describe_feature, group_features,
     markdown_table, parse_groups, parse_json_reply, render_messages, sample_prompts, steered_generations)
 from reasoning_sae.sae import SAEConfig, SparseAutoencoder
-
-
-class FakeExplainer:
-    """An OpenAI-compatible server on a free local port: records every request, answers like a cooperative LLM.
-
-    `script` holds (status, body) answers to send first, in order; then describe / group requests get valid JSON."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.script: list[tuple[int, str]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                if self.path != "/v1/chat/completions":
-                    status, text = 404, json.dumps({"error": {"message": f"no route {self.path}"}})
-                else:
-                    status, text = fake.script.pop(0) if fake.script else (200, fake.completion(body))
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    @staticmethod
-    def answer(user: str) -> dict:
-        """Step 2 when the user message lists features, else step 1 for the feature it names."""
-        listed = [int(f) for f in re.findall(r"^Feature (\d+):", user, re.M)]
-        if listed:
-            return {"groups": [
-                {"name": "Self-Correction and Backtracking", "features": [listed[0]], "function": "error checking",
-                 "effect_type": "Semantic & Logical Consistency", "strengthening": "re-checks steps",
-                 "weakening": "commits to the first answer"},
-                {"name": "Other Behavior", "features": [f"#{f}" for f in listed[1:]], "function": "tone | style",
-                 "effect_type": ["Stylistic", "Structural"], "strengthening": "formal", "weakening": "chatty"}]}
-        feature = int(re.search(r"Feature (\d+),", user).group(1))
-        return {"description": f"feature {feature} makes the model verify its steps",
-                "function": "verification", "effect_type": "Semantic & Logical Consistency",
-                "strengthening": "wait, let me check", "weakening": "direct answers", "examples": ["wait"]}
-
-    def completion(self, body: dict) -> str:
-        if body.get("max_tokens") == 1:  # the stage's probe of the endpoint
-            content = "OK"
-        else:
-            content = "Here you go:\n```json\n" + json.dumps(self.answer(body["messages"][-1]["content"])) + "\n```"
-        return json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                        "finish_reason": "stop"}]})
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from tests.helpers import FakeExplainer
 
 
 @pytest.fixture
@@ -193,6 +130,28 @@ def test_server_errors_are_retried_then_reported_in_one_line(server):
         _explainer(server, retries=0).chat([])
 
 
+def test_retries_wait_backoff_times_two_to_the_attempt(server, monkeypatch):
+    def _explainer(server, **kw):
+        return Explainer(base_url=server.url, model="judge-1", api_key="sk-test", **kw)
+
+    waits = []
+    monkeypatch.setattr("time.sleep", waits.append)
+    server.script += [(503, "busy"), (429, "slow down")]
+    reply = _explainer(server, retries=3, backoff=0.5).chat([{"role": "user", "content": "Feature 7, x"}])
+    assert reply.startswith("Here you go")
+    assert waits == [0.5, 1.0] and len(server.requests) == 3
+    waits.clear()
+    server.script += [(500, "boom")] * 3
+    with pytest.raises(UserError, match=r"answered HTTP 500 \(boom\): server error after 2 retries"):
+        _explainer(server, retries=2, backoff=0.25).chat([])
+    assert waits == [0.25, 0.5]
+    waits.clear()
+    server.script.append((400, "bad request"))  # not a retry status: answered at once
+    with pytest.raises(UserError, match="HTTP 400"):
+        _explainer(server, retries=2, backoff=0.25).chat([])
+    assert waits == []
+
+
 def test_malformed_replies_are_one_line_user_errors(server):
     explainer = _explainer(server, retries=0)
     server.script.append((200, "<html>not json</html>"))
@@ -250,3 +209,17 @@ def test_markdown_table_has_table_4_layout():
     assert table[2] == ("| Self-Correction | 3, 5 | checks \\| fixes | Semantic "
                         "| Strengthening: re-checks. Weakening: commits. |")
     assert table[-1] == "| 3 | verifies steps | – | – | – |"
+
+
+def test_an_unreachable_endpoint_is_retried_with_backoff_then_one_line(monkeypatch):
+    waits = []
+    monkeypatch.setattr("time.sleep", waits.append)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    explainer = Explainer(base_url=f"http://127.0.0.1:{port}/v1", retries=2, backoff=1.5, timeout=2)
+    with pytest.raises(UserError) as err:
+        explainer.chat([])
+    assert waits == [1.5, 3.0]
+    assert re.fullmatch(rf"cannot reach the explainer at http://127.0.0.1:{port}/v1/chat/completions "
+                        r"\(ConnectError: .*\): check explainer.base_url, .*", str(err.value))

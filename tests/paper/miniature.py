@@ -11,8 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import shared_data
-from tests.stages.test_corpus import _real_chat_rows, _write_jsonl
+from tests.helpers import real_chat_rows, shared_data, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 TRACES = "reasoning_traces/mip_overthinking/response/{}/normal/deepseekR1/response.json"
@@ -34,7 +33,7 @@ def slimpajama_rows() -> list[dict]:
     """General web-like text in SlimPajama's schema ({text}): the Arena-Hard questions and GPT-4's answers (no
     SlimPajama sample is in ../shared/data; this is the base-model data of the diffing stages S and M)."""
     rows = []
-    for chat in _real_chat_rows():
+    for chat in real_chat_rows():
         rows.append({"text": "\n\n".join(m["content"] for m in chat["conversation"]),
                      "meta": {"redpajama_set_name": "arena_hard"}})
     return rows
@@ -43,9 +42,9 @@ def slimpajama_rows() -> list[dict]:
 def local_data(folder: Path) -> tuple[str, ...]:
     """The data overrides: local copies of the hub datasets and benchmarks."""
     folder.mkdir(parents=True, exist_ok=True)
-    reasoning = _write_jsonl(folder / "openthoughts_metadata.jsonl", openthoughts_rows())
-    chat = _write_jsonl(folder / "lmsys_chat.jsonl", _real_chat_rows())
-    web = _write_jsonl(folder / "slimpajama.jsonl", slimpajama_rows())
+    reasoning = write_jsonl(folder / "openthoughts_metadata.jsonl", openthoughts_rows())
+    chat = write_jsonl(folder / "lmsys_chat.jsonl", real_chat_rows())
+    web = write_jsonl(folder / "slimpajama.jsonl", slimpajama_rows())
     files = {"aime24_nofigures": shared_data("aime24/test.jsonl"), "math500": shared_data("math500/test.jsonl"),
              "gpqa_diamond_openai": shared_data("gpqa_diamond/gpqa_diamond.csv")}
     return (f"data.sources.reasoning.path={reasoning}", f"data.sources.chat.path={chat}",

@@ -11,7 +11,7 @@ from reasoning_sae.models.config import model_config
 from reasoning_sae.sae.source import (PAPER_REPO_ID, PAPER_SUBFOLDER, SAESource, check_feature_ids, check_fits,
                                       fetch)
 from tests.hub import put_in_hf_cache
-from tests.steering.test_hook import random_sae
+from tests.helpers import random_sae
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.stages import autointerp, corpus, interpret, score, train, vocab
-from tests.interpret.test_autointerp import FakeExplainer
-from tests.stages.test_train import tiny
+from tests.helpers import FakeExplainer, tiny
 
 FEATURES = 2
 EXTRA = ("score.top_k=3", "interpret.top_n=2", "autointerp.n_prompts=3", "autointerp.max_new_tokens=4",

@@ -8,7 +8,7 @@ import pytest
 from reasoning_sae import UserError
 from reasoning_sae.manifest import check_manifest
 from reasoning_sae.stages import corpus
-from tests.conftest import shared_data
+from tests.helpers import real_chat_rows, real_trace_rows, write_jsonl
 
 SMALL = ("data.sources.reasoning.rows=60", "data.sources.chat.rows=80", "data.context_size=64",
          "data.scoring.docs=30")
@@ -85,39 +85,9 @@ def test_stratified_subset_splits_evenly_then_tops_up():
     assert subset["i"] == corpus.stratified_subset(rows, 9, seed=42)["i"]
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
-def _real_trace_rows() -> list[dict]:
-    """DeepSeek-R1 traces on MATH-500 problems, mapped into the OpenThoughts `metadata` schema."""
-    path = shared_data("reasoning_traces/mip_overthinking/response/math/normal/deepseekR1/response.json")
-    rows = []
-    for item in json.loads(path.read_text()):
-        reasoning, _, solution = item["deepseek-reasoner (question)"].partition("</think>")
-        rows.append({"problem": item["question"], "deepseek_reasoning": reasoning.strip(),
-                     "deepseek_solution": solution.strip(), "ground_truth_solution": item["solution"],
-                     "domain": "math", "source": "MATH", "test_cases": None, "starter_code": None})
-    return rows
-
-
-def _real_chat_rows() -> list[dict]:
-    """Arena-Hard prompts with GPT-4 answers, mapped into the LMSYS-Chat-1M schema."""
-    path = shared_data("general_chat/arena_hard/data/arena-hard-v0.1/model_answer/gpt-4-0314.jsonl")
-    rows = []
-    for line in path.read_text().splitlines()[:100]:
-        item = json.loads(line)
-        user, assistant = item["messages"]
-        rows.append({"conversation_id": item["uid"], "model": item["model"], "turn": 1, "language": "English",
-                     "conversation": [{"role": "user", "content": user["content"]},
-                                      {"role": "assistant", "content": assistant["content"]["answer"]}]})
-    return rows
-
-
 def test_real_r1_traces_and_chat_in_the_paper_r1_format(compose, tmp_path):
-    reasoning = _write_jsonl(tmp_path / "r1_math.jsonl", _real_trace_rows())
-    chat = _write_jsonl(tmp_path / "arena.jsonl", _real_chat_rows())
+    reasoning = write_jsonl(tmp_path / "r1_math.jsonl", real_trace_rows())
+    chat = write_jsonl(tmp_path / "arena.jsonl", real_chat_rows())
     cfg = compose("corpus", (f"data.sources.reasoning.path={reasoning}", f"data.sources.chat.path={chat}",
                              "data.sources.reasoning.rows=null", "data.sources.chat.rows=null",
                              "model.chat_format=r1", "data.context_size=512", "data.scoring.docs=20"))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from reasoning_sae.manifest import read_manifest
-from tests.stages.test_train import REPO, tiny
+from tests.helpers import REPO, tiny
 
 STAGES = ("corpus", "train", "vocab", "score", "interpret")
 # files that record when, where and by which commit a stage ran, not what it computed

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from reasoning_sae import SparseAutoencoder, UserError
 from reasoning_sae.stages import corpus, diff, score, train, vocab
-from tests.stages.test_train import tiny
+from tests.helpers import tiny
 
 UPSTREAM = ("corpus", "train", "vocab", "score")
 

@@ -7,8 +7,7 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.stages import corpus, evaluate, interpret, score, train, vocab
-from tests.conftest import needs_vllm
-from tests.stages.test_train import tiny
+from tests.helpers import needs_vllm, random_sae, tiny
 
 SMALL = ("score.top_k=2",)  # tiny() already makes the benchmark small
 
@@ -89,22 +88,6 @@ def test_bad_input_writes_nothing(pipeline, tmp_path):
         assert not (Path(cfg.paths.artifacts) / "demo" / "evaluate").exists()
 
 
-@pytest.fixture
-def vocab_only(compose, tiny_llama_dir, tmp_path):
-    """A run with the corpus and vocab stages done and a user SAE (sae_source=local, f_max a number): enough for the
-    evaluate stage's validation, cell keys and engine arguments, with no model loaded."""
-    from tests.steering.test_hook import random_sae
-
-    sae = random_sae(d_in=32, d_sae=16)
-    sae.cfg.metadata["hook_name"] = "blocks.1.hook_resid_post"  # not model.layer (2): the SAE's layer wins
-    sae.save(tmp_path / "user_sae")
-    base = (*tiny(tiny_llama_dir), "sae_source=local", f"sae_source.path={tmp_path / 'user_sae'}",
-            "steering.features=[3]", "steering.f_max=2.0", "benchmark.word_ban.seeds=[0]")
-    for stage in (corpus, vocab):
-        stage.run(compose(stage.__name__.rsplit(".", 1)[-1], base))
-    return lambda *extra: compose("evaluate", (*base, *extra))
-
-
 def test_vllm_cells_share_one_engine_and_never_reuse_hf_cells(vocab_only):
     hf_cfg, vllm_cfg = vocab_only(), vocab_only("benchmark.engine=vllm", "benchmark.max_model_len=200")
     grid_cells = evaluate.cells(vllm_cfg)
@@ -143,8 +126,6 @@ def test_vllm_settings_fail_fast_in_one_line(vocab_only, monkeypatch, tmp_path):
             evaluate.run(cfg)
         assert "\n" not in str(err.value)
     monkeypatch.setattr(vllm_engine, "require_vllm", lambda: None)
-    from tests.steering.test_hook import random_sae
-
     sae = random_sae(d_in=32, d_sae=16)
     sae.cfg.metadata["hook_name"] = "blocks.1.hook_resid_pre"
     sae.save(tmp_path / "pre_sae")

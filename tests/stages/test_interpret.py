@@ -7,7 +7,7 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.stages import corpus, interpret, score, train, vocab
-from tests.stages.test_train import tiny
+from tests.helpers import tiny
 
 
 def _pipeline(compose, model_dir, *extra, stages=(corpus, train, vocab, score)):

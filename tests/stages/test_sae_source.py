@@ -10,8 +10,7 @@ from huggingface_hub import constants
 from reasoning_sae import UserError
 from reasoning_sae.stages import corpus, evaluate, interpret, score, train, vocab
 from tests.hub import put_in_hf_cache
-from tests.stages.test_train import tiny
-from tests.steering.test_hook import random_sae
+from tests.helpers import random_sae, tiny
 
 HUB = ("sae_source=hub", "sae_source.repo_id=org/tiny-saes", "sae_source.subfolder=blocks.2.hook_resid_post")
 

@@ -6,7 +6,7 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.stages import corpus, score, train, vocab
-from tests.stages.test_train import tiny
+from tests.helpers import tiny
 
 
 def _pipeline(compose, model_dir, *extra):

@@ -11,20 +11,7 @@ from safetensors.torch import load_file
 from reasoning_sae import SparseAutoencoder, UserError
 from reasoning_sae.manifest import check_manifest
 from reasoning_sae.stages import corpus, train
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def tiny(model_dir) -> tuple[str, ...]:
-    """A 4-layer random Llama, a small corpus and a 64-latent SAE: the whole pipeline in seconds."""
-    return (f"model.name={model_dir}", "model.n_layers=4", "model.d_model=32", "model.layer=2",
-            "data.sources.reasoning.rows=40", "data.sources.chat.rows=60", "data.context_size=32",
-            "data.scoring.docs=12", "sae.d_sae=64", "sae.batch_size_tokens=64", "sae.training_tokens=1280",
-            "sae.n_batches_in_buffer=4", "sae.store_batch_size_prompts=4", "sae.checkpoint_every=5",
-            "sae.eval_sequences=4", "sae.log_every=5", "sae.lr=1e-3", "logger=csv", "seed=1",
-            "benchmark.limit=2", "benchmark.repeats=2", "benchmark.max_gen_toks=6", "benchmark.batch_size=4",
-            "benchmark.word_ban.seeds=[0]", "steering.top_n=1")
-
+from tests.helpers import REPO, tiny
 
 def test_train_stage_writes_a_sae_lens_directory_metrics_and_plots(compose, tiny_llama_dir):
     cfg = compose("train", tiny(tiny_llama_dir))

@@ -1,24 +1,9 @@
 import pytest
 import torch
 
-from reasoning_sae import SAEConfig, SparseAutoencoder, UserError
+from reasoning_sae import UserError
 from reasoning_sae.steering import SteeringHook, steer, steering_vectors
-
-HOOK = "blocks.6.hook_resid_post"
-
-
-def random_sae(d_in=576, d_sae=32, apply_b_dec=False, seed=0, decoder_norm=4.0) -> SparseAutoencoder:
-    gen = torch.Generator().manual_seed(seed)
-    sae = SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=apply_b_dec,
-                                      metadata={"hook_name": HOOK, "model_name": "smollm2-135m-instruct"}))
-    with torch.no_grad():
-        sae.W_enc.normal_(generator=gen).mul_(0.05)
-        sae.b_enc.normal_(generator=gen)
-        sae.W_dec.normal_(generator=gen)
-        sae.W_dec.mul_(decoder_norm / sae.W_dec.norm(dim=1, keepdim=True))
-        sae.b_dec.normal_(generator=gen)
-    sae.feature_stats = {"max_activation": torch.linspace(1.0, 3.0, d_sae)}
-    return sae
+from tests.helpers import random_sae  # test_bad_inputs.py and test_readme.py import it from here
 
 
 def _hook(sae, features, targets, mode):

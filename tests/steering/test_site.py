@@ -8,8 +8,7 @@ import torch
 
 from reasoning_sae import UserError, load_lm
 from reasoning_sae.steering import SteeringHook, steer
-from tests.stages.test_evaluate import vocab_only  # noqa: F401  (fixture)
-from tests.steering.test_hook import random_sae
+from tests.helpers import random_sae
 
 LAYER, FEATURE, F_MAX, GAMMA = 2, 7, 1.5, 3.0
 

@@ -9,9 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.stages.test_train import REPO, tiny
+from tests.helpers import DDP, REPO, tiny
 
-DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 # Enough steps for the SAE to learn (explained variance ~0.74 here), so the two runs are comparable.
 LEARNS = ("sae.training_tokens=25600", "sae.l1_coefficient=1", "sae.lr=3e-3", "sae.checkpoint_every=100")
 

@@ -63,3 +63,39 @@ def test_a_non_finite_loss_stops_with_the_step_and_the_lr_and_claims_no_checkpoi
                                                 r"0.001\) and train again$") as err:
         module.training_step(torch.ones(10, 8), 0)
     assert err.value.step == 0 and isinstance(err.value, UserError)
+
+
+def test_dead_latents_in_the_window_and_in_the_whole_run():
+    module = _module(dead_feature_window=2)
+    fires_0 = torch.tensor([[1.0] + [0.0] * 15])
+    fires_1 = torch.tensor([[0.0, 1.0] + [0.0] * 14])
+    for feats in (fires_0, fires_1, fires_1):
+        module._update_feature_stats(feats)
+    # latent 0 last fired 2 steps ago (dead in a 2-step window) but did fire; 2..15 never fired
+    assert module.dead_mask_F().tolist() == [True, False] + [True] * 14
+    assert module.dead_mask_F(whole_run=True).tolist() == [False, False] + [True] * 14
+    # the whole-run count is the one read off the exported log10 densities (fired on no token: 1e-10 floor)
+    _, stats = module.export()
+    assert int(module.dead_mask_F(whole_run=True).sum()) == int((stats["sparsity"] <= -10 + 1e-6).sum()) == 14
+
+
+def test_explained_variance_flavours():
+    from reasoning_sae.train.evaluate import (
+        explained_variance_per_dim,
+        explained_variance_per_token,
+        explained_variance_pooled,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=g) * torch.tensor([10.0] + [1.0] * 7)  # one dominant dimension
+    recon = x + torch.randn(64, 8, generator=g) * 0.5
+    err = (recon - x).pow(2)
+    var = (x - x.mean(0)).pow(2)
+    per_token = explained_variance_per_token(x, recon)
+    assert per_token.shape == () and float(per_token) == pytest.approx(float((1 - err.sum(-1) / var.sum(-1)).mean()))
+    pooled = explained_variance_pooled(float(err.sum()), float(var.sum()))
+    assert pooled == pytest.approx(1 - float(err.sum()) / float(var.sum()))
+    per_dim = explained_variance_per_dim(err.sum(0), var.sum(0))
+    assert per_dim == pytest.approx(float((1 - err.sum(0) / var.sum(0)).mean()))
+    assert pooled > per_dim  # the dominant dimension, reconstructed as well as the others, lifts the pooled kind
+    assert float(explained_variance_per_token(x, x)) == 1.0 and explained_variance_pooled(0.0, 5.0) == 1.0

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from reasoning_sae.vocab import frequency, frequency_table, kept_rank, top_words, words
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 GENERAL = {"wait": 2e-4, "the": 5e-2, "hmm": 1e-5, "x": 1e-4, "so": 3e-3, "equals": 1e-5, "let's": 5e-4}
 

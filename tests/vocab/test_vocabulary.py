@@ -4,7 +4,7 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.vocab import (DEFAULT_VOCABULARY, WORDS, derive_vocabulary, frequency_table, groups,
-                                 load_vocabulary, save_vocabulary, surface_forms)
+                                 load_vocabulary, save_vocabulary, surface_forms, word_of)
 
 
 def test_default_is_the_released_34_surface_forms_in_10_groups():
@@ -15,6 +15,11 @@ def test_default_is_the_released_34_surface_forms_in_10_groups():
     assert grouped["let me"] == ["let me", " let me", "Let me", " Let me"]
     assert DEFAULT_VOCABULARY[:4] == ("alternatively", " alternatively", "Alternatively", " Alternatively")
     assert all(len(forms) == 4 for word, forms in grouped.items() if word not in ("but", "another"))
+
+
+def test_a_surface_form_belongs_to_its_stripped_lowercase_word():
+    assert [word_of(f) for f in ("Wait", " wait", "  Let me", "HMM ")] == ["wait", "wait", "let me", "hmm "]
+    assert groups([" Wait", "wait", "But"]) == {"wait": [" Wait", "wait"], "but": ["But"]}
 
 
 def test_surface_forms_and_bad_templates():
