@@ -11,6 +11,7 @@ import torch
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.train.build import build_sae
 from reasoning_sae.train.config import TrainConfig
+from reasoning_sae.train.evaluate import explained_variance_pooled
 from reasoning_sae.train.module import SAEModule
 from reasoning_sae.train.store import BufferDataModule, MixingBuffer
 
@@ -74,4 +75,5 @@ def quality(sae: SparseAutoencoder, acts_ND: torch.Tensor, n: int = 1024) -> dic
     feats_NF = sae.encode(x_ND)
     resid = (x_ND - sae.decode(feats_NF)).pow(2).sum()
     total = (x_ND - x_ND.mean(0)).pow(2).sum().clamp(min=1e-12)
-    return {"l0": float((feats_NF > 0).float().sum(-1).mean()), "explained_variance": float(1 - resid / total)}
+    return {"l0": float((feats_NF > 0).float().sum(-1).mean()),
+            "explained_variance": float(explained_variance_pooled(resid, total))}

@@ -77,11 +77,10 @@ def fig2(art: Artifacts, out: Path, opts: DictConfig) -> Item:
 
 
 def vocabulary_groups(vocabulary: list[str]) -> dict[str, list[str]]:
-    """Surface forms by word (`lstrip().lower()`, the released code's grouping)."""
-    groups: dict[str, list[str]] = {}
-    for form in vocabulary:
-        groups.setdefault(form.lstrip().lower(), []).append(form)
-    return groups
+    """Surface forms by word (`vocab.vocabulary.groups`, the released code's grouping)."""
+    from reasoning_sae.vocab.vocabulary import groups
+
+    return groups(vocabulary)
 
 
 def fig5(art: Artifacts, out: Path, opts: DictConfig) -> Item:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.positions import keep_mask
+from reasoning_sae.vocab.vocabulary import word_of
 
 log = logging.getLogger(__name__)
 EPS = 1e-12  # as the released code
@@ -44,7 +45,7 @@ def tokenize_vocabulary(vocabulary: Sequence[str], tokenizer) -> WordForms:
         ids = tokenizer.encode(surface, add_special_tokens=False)
         if not ids or tokenizer.unk_token_id in ids or tokenizer.decode(ids) != surface:
             raise UserError(f"the tokenizer cannot produce the vocabulary word {surface!r}: remove or respell it")
-        group = surface.lstrip().lower()
+        group = word_of(surface)
         if group not in groups:
             groups.append(group)
         forms.append((groups.index(group), torch.tensor(ids)))
