@@ -8,9 +8,6 @@ import torch
 
 from reasoning_sae.models.config import conf_dir
 from tests.helpers import random_sae, tiny
-from tests.helpers import SHARED_DATA, needs_vllm, shared_data  # noqa: F401  (tests/test_readme.py imports them here)
-
-__all__ = ["SHARED_DATA", "needs_vllm", "shared_data"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 

@@ -22,7 +22,7 @@ def world(tmp_path_factory):
     from hydra import compose, initialize_config_dir
 
     from reasoning_sae.models.config import conf_dir
-    from tests.steering.test_hook import random_sae
+    from tests.helpers import random_sae
 
     root = tmp_path_factory.mktemp("bad_inputs")
     bad = root / "bad"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import SHARED_DATA, needs_vllm
+from tests.helpers import SHARED_DATA, needs_vllm
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -241,7 +241,7 @@ def _run(words: list[str], cwd: Path, timeout: int = 900) -> subprocess.Complete
 def demo_stand_ins(root: Path) -> Path:
     """`root` with what the README's examples read after `make reproduce`: a random SAE of the demo's shape (9,216
     latents on SmolLM2's blocks.18.hook_resid_post) at artifacts/demo/train/sae and its f_max.json beside it."""
-    from tests.steering.test_hook import random_sae
+    from tests.helpers import random_sae
 
     sae = random_sae(d_sae=9216)
     sae.cfg.metadata["hook_name"] = "blocks.18.hook_resid_post"
@@ -418,7 +418,7 @@ def test_the_readme_local_copy_evaluation_runs_with_auto_batches_on_a_cpu(tmp_pa
 @pytest.mark.slow  # the first engine start compiles the model (1-2 min on 2 cores)
 @needs_vllm
 def test_the_readme_sae_steered_vllm_command_runs_on_the_demo(tmp_path):
-    from tests.steering.test_hook import random_sae
+    from tests.helpers import random_sae
 
     (command,) = readme_commands("--model sae_steered_vllm")
     words = shlex.split(command.split("#")[0])
@@ -443,7 +443,7 @@ def test_the_readme_sae_steered_vllm_command_runs_on_the_demo(tmp_path):
 
 
 def test_the_readme_ddp_command_is_the_one_tests_run():
-    from tests.train.test_ddp import DDP
+    from tests.helpers import DDP
 
     (command,) = readme_commands("trainer.accelerator=cpu")
     words = shlex.split(command.split("#")[0])
