@@ -292,18 +292,3 @@ def sae_dir(where: DictConfig | Path | str) -> Path:
     """Where the train stage's SAE is (SAELens format); whether a run reads it is `sae_source`'s say (`run_sae`)."""
     root = Path(where) if isinstance(where, (str, os.PathLike)) else experiment_dir(where)
     return root / "train" / TRAIN_SAE
-
-
-def check_group_choices(overrides: list[str]) -> None:
-    """`group=option` naming a missing conf/group/option.yaml: one line here instead of Hydra's listing."""
-    from reasoning_sae.errors import UserError
-    from reasoning_sae.models.config import conf_dir
-
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if key.startswith(("hydra", "+", "~")):
-            continue
-        group = conf_dir() / key
-        if sep and group.is_dir() and value and "," not in value and not (group / f"{value}.yaml").exists():
-            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
-            raise UserError(f"unknown {key} {value!r}: use one of {options} (files in conf/{key}/)")

@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 
 from reasoning_sae import preflight
-from reasoning_sae.artifacts import check_group_choices
+from reasoning_sae.config_check import check_group_choices
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import conf_dir
 from reasoning_sae.stages import OPTIONAL, STAGES
 
 log = logging.getLogger("reasoning_sae")
 STAGE_NAMES = (*STAGES, *OPTIONAL, "reproduce")
-# A DDP run's other ranks are this command started again by Lightning (LOCAL_RANK=1, ...) with the rewritten
-# sys.argv plus its hydra.run.dir overrides. The job they belong to travels in these variables: its stage, its
-# concrete overrides (one job of a multirun, not the sweep) and, in a multirun, its directory.
+# A DDP run's other ranks are this command started again by Lightning (LOCAL_RANK=1, ...) with the sys.argv that
+# main() gives Hydra plus its hydra.run.dir overrides. The job they belong to travels in these variables: its stage,
+# its concrete overrides (one job of a multirun, not the sweep) and, in a multirun, its directory.
 STAGE_ENV, OVERRIDES_ENV, JOB_DIR_ENV = "REASONING_SAE_STAGE", "REASONING_SAE_JOB_OVERRIDES", "REASONING_SAE_JOB_DIR"
 LIGHTNING_ARGS = ("hydra.run.dir=", "hydra.job.name=", "hydra.output_subdir=")
 USAGE = f"""usage: python -m reasoning_sae <stage> [key=value ...] [-m for a Hydra multirun]
@@ -34,7 +34,8 @@ examples:
   python -m reasoning_sae corpus --cfg job        # print the composed config"""
 
 
-def run_stage(stage: str, cfg):
+def run_named_stage(stage: str, cfg):
+    """Import the stage module `stage` and run it on `cfg`."""
     return importlib.import_module(f"reasoning_sae.stages.{stage}").run(cfg)
 
 
@@ -57,7 +58,7 @@ def reproduce(cfg) -> None:
             continue
         start = time.time()
         os.environ[STAGE_ENV] = stage  # the other DDP ranks of the train stage run that stage alone
-        run_stage(stage, cfg)
+        run_named_stage(stage, cfg)
         timings.append((stage, time.time() - start))
     print("\nstage           seconds")
     for stage, seconds in timings:
@@ -112,7 +113,7 @@ def _task(stage: str):
                 cfg.job_dir = job_dir
         try:
             try:
-                reproduce(cfg) if stage == "reproduce" else run_stage(stage, cfg)
+                reproduce(cfg) if stage == "reproduce" else run_named_stage(stage, cfg)
             except OSError as err:
                 raise environment_error(err) or err
         except UserError as err:
@@ -166,6 +167,8 @@ def check_slurm(overrides: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from unittest import mock
+
     import hydra
 
     argv = sys.argv[1:] if argv is None else argv
@@ -185,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    sys.argv = [f"reasoning_sae {stage}", *overrides]
     app = hydra.main(config_path=str(conf_dir()), config_name=stage, version_base="1.3")(_task(stage))
-    app()
+    # hydra.main takes no argument list: it parses sys.argv (the program name shows in its usage lines), so
+    # sys.argv holds this stage's command only while the app runs
+    with mock.patch.object(sys, "argv", [f"reasoning_sae {stage}", *overrides]):
+        app()
     return 0

@@ -4,7 +4,8 @@ any stage runs (the CLI's preflight) and again by the stages that read them.
 YAML accepts anything an override says (`data.context_size=abc`, `score.batch_sequences=0`), and a bad value would
 otherwise surface as a traceback deep inside a stage, perhaps hours in. `SETTINGS` says what each key accepts, with the
 same `Rule` and `check_setting` as the dataclass fields (settings.py); `check(cfg)` turns the first violation into a
-one-line UserError. Keys a config lacks are skipped. The `sae` group is TrainConfig's (train/config.py)."""
+one-line UserError. Keys a config lacks are skipped. The `sae` group is TrainConfig's (train/config.py).
+`check_group_choices(overrides)` runs first, on the overrides alone: a group option with no conf file."""
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -12,6 +13,8 @@ from typing import Any, NamedTuple
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.models.config import conf_dir
+from reasoning_sae.seeding import MAX_SEED
 from reasoning_sae.settings import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Rule, check_setting
 from reasoning_sae.steering.modes import MODES, POSITIONS, SITES
 
@@ -59,7 +62,7 @@ def _device(key: str, value) -> None:
 
 
 SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
-    "seed": spec(int, **NON_NEGATIVE),
+    "seed": spec(int, low=0, high=MAX_SEED),  # seed_everything's range (sae.seed: TrainConfig's, the same)
     "force": spec(bool), "resume": spec(bool), "activation_cache": spec(bool),
     "model.device": _device,
     "data.context_size": spec(int, low=2),
@@ -148,3 +151,15 @@ def check(cfg: DictConfig) -> None:
         if value is not _MISSING:
             check_one(key, OmegaConf.to_container(value, resolve=True)
                       if isinstance(value, (DictConfig, ListConfig)) else value, rule)
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """`group=option` naming a missing conf/group/option.yaml: one line here instead of Hydra's listing."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if key.startswith(("hydra", "+", "~")):
+            continue
+        group = conf_dir() / key
+        if sep and group.is_dir() and value and "," not in value and not (group / f"{value}.yaml").exists():
+            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+            raise UserError(f"unknown {key} {value!r}: use one of {options} (files in conf/{key}/)")

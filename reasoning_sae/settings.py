@@ -32,15 +32,21 @@ class Rule:
         return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
     def describe(self) -> str:
+        low, high = _bound(self.low), _bound(self.high)
         if self.choices is not None:
             return "one of " + ", ".join(sorted(self.choices))
         if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {low}"
         if self.high is not None:
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
+            return f"{'<' if self.high_open else '<='} {high}"
         return ""
+
+
+def _bound(value: float | None) -> str:
+    """A range end as a user writes it: whole numbers in full (2**32 - 1 is 4294967295, not 4.29497e+09)."""
+    return str(value) if isinstance(value, int) else f"{value:g}" if value is not None else ""
 
 
 def setting(default, **rule) -> Any:

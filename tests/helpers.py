@@ -1,7 +1,7 @@
 """Helpers shared by the test modules (a test module imports helpers from here, never from another test module):
-real data, run settings, fake SAEs, a fake explainer server, fixture artifacts of every stage, and a Lightning
-callback passed to the train stage through its `callbacks` config. Shared fixtures are in conftest.py, which imports
-this module: keep its imports light (Lightning is imported on first use of KillAtStep)."""
+real data, run settings, fake SAEs, a fake chat server (the explainer's and the verifier's), fixture artifacts of
+every stage, and a Lightning callback passed to the train stage through its `callbacks` config. Shared fixtures are in
+conftest.py, which imports this module: keep its imports light (Lightning is imported on first use of KillAtStep)."""
 
 import importlib.util
 import json
@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -119,16 +120,29 @@ def identity_sae(d: int) -> SparseAutoencoder:
     return sae
 
 
-# --- an OpenAI-compatible explainer server ------------------------------------------------------------------------
+# --- an OpenAI-compatible Chat Completions server (the explainer's and the verifier's) ------------------------------
 
-class FakeExplainer:
-    """An OpenAI-compatible server on a free local port: records every request, answers like a cooperative LLM.
+def chat_completion(text: str, model: str = "fake") -> str:
+    """A Chat Completions reply whose assistant message is `text`."""
+    return json.dumps({"id": "x", "object": "chat.completion", "model": model,
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}]})
 
-    `script` holds (status, body) answers to send first, in order; then describe / group requests get valid JSON."""
 
-    def __init__(self):
+def last_message(body: dict) -> str:
+    """The last message of a Chat Completions request (the prompt)."""
+    return body["messages"][-1]["content"]
+
+
+class FakeChatServer:
+    """An OpenAI-compatible Chat Completions server on a free local port: records every request; `script` holds
+    (status, body) answers to send first, in order; after that `reply(request body)` gives the assistant's text
+    (replace it to change the answers)."""
+
+    def __init__(self, reply: Callable[[dict], str]):
         self.requests: list[dict] = []
         self.script: list[tuple[int, str]] = []
+        self.reply = reply
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -153,34 +167,43 @@ class FakeExplainer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
-    @staticmethod
-    def answer(user: str) -> dict:
-        """Step 2 when the user message lists features, else step 1 for the feature it names."""
-        listed = [int(f) for f in re.findall(r"^Feature (\d+):", user, re.M)]
-        if listed:
-            return {"groups": [
-                {"name": "Self-Correction and Backtracking", "features": [listed[0]], "function": "error checking",
-                 "effect_type": "Semantic & Logical Consistency", "strengthening": "re-checks steps",
-                 "weakening": "commits to the first answer"},
-                {"name": "Other Behavior", "features": [f"#{f}" for f in listed[1:]], "function": "tone | style",
-                 "effect_type": ["Stylistic", "Structural"], "strengthening": "formal", "weakening": "chatty"}]}
-        feature = int(re.search(r"Feature (\d+),", user).group(1))
-        return {"description": f"feature {feature} makes the model verify its steps",
-                "function": "verification", "effect_type": "Semantic & Logical Consistency",
-                "strengthening": "wait, let me check", "weakening": "direct answers", "examples": ["wait"]}
-
     def completion(self, body: dict) -> str:
-        if body.get("max_tokens") == 1:  # the stage's probe of the endpoint
-            content = "OK"
-        else:
-            content = "Here you go:\n```json\n" + json.dumps(self.answer(body["messages"][-1]["content"])) + "\n```"
-        return json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                        "finish_reason": "stop"}]})
+        """The reply to a request `body`, as the server sends it."""
+        return chat_completion(self.reply(body), body.get("model", "fake"))
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def explainer_answer(user: str) -> dict:
+    """Step 2 when the user message lists features, else step 1 for the feature it names."""
+    listed = [int(f) for f in re.findall(r"^Feature (\d+):", user, re.M)]
+    if listed:
+        return {"groups": [
+            {"name": "Self-Correction and Backtracking", "features": [listed[0]], "function": "error checking",
+             "effect_type": "Semantic & Logical Consistency", "strengthening": "re-checks steps",
+             "weakening": "commits to the first answer"},
+            {"name": "Other Behavior", "features": [f"#{f}" for f in listed[1:]], "function": "tone | style",
+             "effect_type": ["Stylistic", "Structural"], "strengthening": "formal", "weakening": "chatty"}]}
+    feature = int(re.search(r"Feature (\d+),", user).group(1))
+    return {"description": f"feature {feature} makes the model verify its steps",
+            "function": "verification", "effect_type": "Semantic & Logical Consistency",
+            "strengthening": "wait, let me check", "weakening": "direct answers", "examples": ["wait"]}
+
+
+def explainer_reply(body: dict) -> str:
+    """A cooperative explainer LLM: `OK` to the autointerp stage's one-token probe, else explainer_answer as JSON."""
+    if body.get("max_tokens") == 1:
+        return "OK"
+    return "Here you go:\n```json\n" + json.dumps(explainer_answer(last_message(body))) + "\n```"
+
+
+class FakeExplainer(FakeChatServer):
+    """The chat server answering as a cooperative explainer (explainer_reply)."""
+
+    def __init__(self):
+        super().__init__(explainer_reply)
 
 
 # --- fixture artifacts of every stage, for the figures stage -----------------------------------------------------

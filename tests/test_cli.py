@@ -50,6 +50,23 @@ def test_reproduce_runs_the_stages_then_skips_them(tmp_path, tiny_vllm_llama_dir
     assert table.count("γ=2") == 1 and "No steering" not in table and "reasoning_demo pass@1" in table
 
 
+def test_hydra_parses_the_stage_command_and_sys_argv_is_restored_after(tmp_path, monkeypatch):
+    from reasoning_sae import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "run_named_stage", lambda stage, cfg: seen.append((stage, cfg.data.context_size,
+                                                                                list(sys.argv))))
+    for name in (cli.STAGE_ENV, cli.OVERRIDES_ENV, cli.JOB_DIR_ENV):  # main() sets them: removed after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("REASONING_SAE_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["prog", "untouched"])
+    quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+    assert cli.main(["corpus", "data.context_size=64", *quiet]) == 0
+    assert seen == [("corpus", 64, ["reasoning_sae corpus", "data.context_size=64", *quiet])]
+    assert sys.argv == ["prog", "untouched"]
+
+
 def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
     result = _run("corpus", "data.context_size=1", tmp_path=tmp_path)
     assert result.returncode == 2

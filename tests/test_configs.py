@@ -53,7 +53,7 @@ def check_groups(cfg: DictConfig) -> None:
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
     for source in cfg.data.sources.values():
         SourceConfig(**source)
-    assert isinstance(train.validate(cfg), TrainConfig)  # sae/, model.layer, logger.name
+    assert isinstance(train.validate(cfg), TrainConfig)  # sae/, model.layer, logger._target_
     SAESource.from_mapping(OmegaConf.to_container(cfg.sae_source, resolve=True))
     VerifierConfig.from_mapping(OmegaConf.to_container(cfg.benchmark.verifier, resolve=True))
     autointerp.check_config(cfg.autointerp)
@@ -86,7 +86,7 @@ def test_every_option_of_every_group_composes_and_checks(compose, group, option)
     assert cfg.stage == stage
     if group == "experiment":  # @package _global_: it sets other groups' values
         assert cfg.experiment_name == option
-    else:
+    elif (group, option) != ("logger", "none"):  # no logger: an empty mapping, without a _target_
         assert len(cfg[group]) > 0
     check_groups(cfg)
 
@@ -140,20 +140,36 @@ def test_the_ddp_trainer_instantiates_on_the_cpu(compose, tmp_path, process_stat
 
 
 @pytest.mark.parametrize("option", options("logger"))
-def test_every_logger_option_instantiates(compose, tmp_path, monkeypatch, option):
+@pytest.mark.parametrize("wandb_mode", [None, "disabled"])
+def test_every_logger_option_instantiates(compose, tmp_path, monkeypatch, option, wandb_mode):
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
     from reasoning_sae.stages import train
 
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    if wandb_mode is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", wandb_mode)
     cfg = compose("train", (f"logger={option}",))
     logger = train.make_logger(cfg, tmp_path / "work", "test-run")
-    expected = {"none": bool, "csv": CSVLogger, "wandb": WandbLogger}[cfg.logger.name]
+    expected = {"none": bool, "csv": CSVLogger, "wandb": WandbLogger}[option]
     assert isinstance(logger, expected) and (logger is not False) == (option != "none")
     if isinstance(logger, CSVLogger):
         assert Path(logger.log_dir) == tmp_path / "work" / "csv"
-    if isinstance(logger, WandbLogger):
-        assert logger.name == cfg.logger.project and os.environ["WANDB_MODE"] == "offline"
+    if isinstance(logger, WandbLogger):  # offline unless WANDB_MODE says otherwise; the run's name and config added
+        init = logger._wandb_init  # what wandb.init gets
+        assert logger.name == cfg.logger.project == "reasoning-sae" and init["name"] == "test-run"
+        assert init["mode"] == (wandb_mode or "offline") and init["config"]["stage"] == "train"
+        assert Path(logger.save_dir) == tmp_path / "artifacts" / "demo" / "logs" and Path(logger.save_dir).is_dir()
+
+
+def test_a_logger_target_that_does_not_import_is_one_line(compose):
+    from reasoning_sae.stages import train
+
+    cfg = compose("train", ("logger=csv", "logger._target_=lightning.pytorch.loggers.NoSuchLogger"))
+    with pytest.raises(UserError, match=r"^logger._target_='lightning.pytorch.loggers.NoSuchLogger' cannot be "
+                                        r"imported .*: give a Lightning logger class"):
+        train.validate(cfg)
 
 
 def _hydra_config(stage: str, overrides: tuple[str, ...], tmp_path) -> DictConfig:

@@ -1,6 +1,7 @@
 """DESIGN.md's layers: a stage imports lower layers and `artifacts`, never another stage or the CLI; nothing below
-the stages imports a stage or the CLI. Checked on the source (every import statement, function-level ones included,
-and import_module calls with a literal name), so a violation fails here even on a path no other test runs."""
+the stages imports a stage or the CLI; the ground imports only the ground. Checked on the source (every import
+statement, function-level ones included, and import_module calls with a literal name), so a violation fails here even
+on a path no other test runs."""
 
 import ast
 from pathlib import Path
@@ -15,6 +16,8 @@ STAGES_PKG, CLI = "reasoning_sae.stages", "reasoning_sae.cli"
 STAGE_CONSTANTS = {"STAGES", "OPTIONAL"}
 # Above the CLI: `python -m reasoning_sae` runs it.
 ENTRY_POINTS = {"reasoning_sae.__main__"}
+# The ground floor (README "Layout"): imports only the standard library, third-party packages and the ground.
+GROUND = {f"reasoning_sae.{name}" for name in ("errors", "settings", "publish", "manifest", "lazy", "markdown", "seeding")}
 
 
 def module_name(path: Path) -> str:
@@ -66,6 +69,13 @@ def violations(path: Path) -> list[str]:
     return bad
 
 
+def ground_violations(path: Path) -> list[str]:
+    """What a ground module imports from the package above the ground."""
+    return [f"{path.relative_to(PACKAGE.parent)}:{line} imports {dotted}: the ground imports only the ground"
+            for line, dotted in imported(path) if dotted.split(".")[0] == "reasoning_sae"
+            and not any(dotted == g or dotted.startswith(g + ".") for g in GROUND)]
+
+
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
@@ -111,3 +121,22 @@ def test_a_stage_importing_another_stage_is_caught(tmp_path, monkeypatch, source
     monkeypatch.setattr(f"{__name__}.PACKAGE", tmp_path / "reasoning_sae")
     found = violations(fake)
     assert bool(found) == bad and all("another stage" in f for f in found), found
+
+
+@pytest.mark.parametrize("name", sorted(GROUND))
+def test_the_ground_imports_only_the_ground(name):
+    path = PACKAGE / f"{name.split('.')[-1]}.py"
+    assert path.is_file() and not ground_violations(path), ground_violations(path)
+
+
+@pytest.mark.parametrize("source, bad", [
+    ("import pandas as pd\nfrom reasoning_sae.errors import UserError", False),
+    ("from reasoning_sae.artifacts import write_json", True),
+    ("def f():\n    from reasoning_sae import config_check\n", True),
+], ids=range(3))
+def test_a_ground_module_importing_above_the_ground_is_caught(tmp_path, monkeypatch, source, bad):
+    fake = tmp_path / "reasoning_sae" / "markdown.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(source)
+    monkeypatch.setattr(f"{__name__}.PACKAGE", tmp_path / "reasoning_sae")
+    assert bool(ground_violations(fake)) == bad

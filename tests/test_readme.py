@@ -152,6 +152,8 @@ SKIPPED = {  # command -> why no test runs it
 
 SNIPPETS_RUN = {  # first line of a ```python snippet -> the test of this file that runs it
     "from reasoning_sae import load_lm": "test_the_readme_python_snippets_run_in_order",
+    "for batch in lm.iter_activations(token_ids, \"blocks.18.hook_resid_post\", batch_sequences=8,":
+        "test_the_readme_python_snippets_run_in_order",
     "from reasoning_sae import SparseAutoencoder": "test_the_readme_python_snippets_run_in_order",
     "from reasoning_sae import reason_scores": "test_the_readme_python_snippets_run_in_order",
     "from reasoning_sae import steer": "test_the_readme_python_snippets_run_in_order",
@@ -364,6 +366,8 @@ def test_the_readme_python_snippets_run_in_order(demo_dir, monkeypatch):
     lm, sae, acts, feats = (namespace[k] for k in ("lm", "sae", "acts", "feats"))
     assert acts.shape == (*namespace["token_ids"].shape, 576) and not acts.is_inference()
     assert set(namespace["both"]) == {"blocks.6.hook_resid_post", "blocks.18.hook_resid_post"}
+    kept = acts[0, 1:][(namespace["token_ids"][0, 1:] > 2)]  # the iterator's rows: no sink position, no special ids
+    assert torch.equal(namespace["kept_ND"], kept)
     assert feats.shape == (*acts.shape[:2], 9216) and feats.requires_grad  # autograd on: an SAE can train on it
     sae.encode(lm.activations(namespace["token_ids"], hook="blocks.18.hook_resid_post")).sum().backward()
     assert sae.W_enc.grad is not None and sae.W_enc.grad.abs().sum() > 0

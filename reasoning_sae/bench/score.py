@@ -25,33 +25,32 @@ def scoring_tokens(lm, n_sequences: int, seq_len: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def run(lm, sae, n_sequences: int = 16, seq_len: int = 256, repeats: int = 3, batch_sequences: int = 8) -> dict:
-    ids_NS = scoring_tokens(lm, n_sequences, seq_len)
+    ids_BS = scoring_tokens(lm, n_sequences, seq_len)
     hook = sae.hook_name(lm)
     words = tokenize_vocabulary(DEFAULT_VOCABULARY, lm.tokenizer)
 
     def ours():
-        reason_scores(lm, sae, ids_NS, DEFAULT_VOCABULARY, ignore_token_ids=(), batch_sequences=batch_sequences)
+        reason_scores(lm, sae, ids_BS, DEFAULT_VOCABULARY, ignore_token_ids=(), batch_sequences=batch_sequences)
 
     def floor():
-        for start in range(0, n_sequences, batch_sequences):
-            sae.encode(lm.activations(ids_NS[start : start + batch_sequences], hook=hook))
+        for batch in lm.iter_activations(ids_BS, hook, batch_sequences):
+            sae.encode(batch.acts)
 
     def released_minibatch(first: int):
         # one minibatch of the released strategy: a full LM pass for 48 features
         cols = slice(first, first + RELEASED_FEATURES_PER_PASS)
         sums = None
-        for start in range(0, n_sequences, batch_sequences):
-            ids_BS = ids_NS[start : start + batch_sequences]
-            acts_BSD = lm.activations(ids_BS, hook=hook)
-            feats_BSF = torch.relu(acts_BSD @ sae.W_enc[:, cols] + sae.b_enc[cols])
-            sums = accumulate(feats_BSF.flatten(0, 1), set_masks(ids_BS, words, (2, 3), torch.ones_like(ids_BS, dtype=torch.bool)).flatten(0, 1), sums)
+        for batch in lm.iter_activations(ids_BS, hook, batch_sequences):
+            feats_BSF = torch.relu(batch.acts @ sae.W_enc[:, cols] + sae.b_enc[cols])
+            masks_BSM = set_masks(batch.ids_BS, words, (2, 3), batch.keep_BS)
+            sums = accumulate(feats_BSF.flatten(0, 1), masks_BSM.flatten(0, 1), sums)
 
     seconds = median_seconds({"ours": ours, "floor": floor,
                               "released_2_minibatches": lambda: [released_minibatch(i * 48) for i in range(2)]},
                              repeats)
     passes = math.ceil(sae.d_sae / RELEASED_FEATURES_PER_PASS)
     released = seconds["released_2_minibatches"] / 2 * passes
-    return {"tokens": ids_NS.numel(), "d_sae": sae.d_sae, "ours_s": seconds["ours"], "floor_s": seconds["floor"],
+    return {"tokens": ids_BS.numel(), "d_sae": sae.d_sae, "ours_s": seconds["ours"], "floor_s": seconds["floor"],
             "released_s": released, "passes": passes}
 
 

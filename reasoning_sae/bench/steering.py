@@ -7,7 +7,7 @@ import torch
 
 from reasoning_sae.bench.timing import median_seconds
 from reasoning_sae.steering import steer
-from reasoning_sae.train.evaluate import replace_resid_post
+from reasoning_sae.train.quality import replace_resid_post
 
 PROMPTS = ["What is 17 times 23?", "Name three prime numbers above 50.", "Why is the sky blue?",
            "Write a haiku about rain.", "How many legs does a spider have?", "Explain what a mutex is.",

@@ -1,7 +1,9 @@
 """Documents as the model reads them: OpenThoughts rows and LMSYS conversations as chat strings.
 
-`chat_format="r1"` reproduces the released code's literal DeepSeek-R1 strings (DIGEST 1.5);
-`chat_format="template"` uses the tokenizer's own chat template, for models without the R1 tokens.
+`chat_format="r1"` reproduces the released code's literal DeepSeek-R1 strings (training/datasets/prepare_*_dataset.py);
+`chat_format="template"` uses the tokenizer's own chat template, for models without the R1 tokens. Both write an
+OpenThoughts trace between R1's thinking markers, as the traces were generated (the demo model's think_start and
+think_end are the same text).
 """
 
 import json
@@ -9,6 +11,7 @@ import json
 R1_USER = "<｜User｜>"
 R1_ASSISTANT = "<｜Assistant｜>"
 R1_EOS = "<｜end▁of▁sentence｜>"
+R1_THINK_START, R1_THINK_END = "<think>", "</think>"
 
 # The OpenThoughts-114k system prompt (open-thoughts repo, DEEPSEEK_R1_SYSTEM_PROMPT), leading and trailing
 # newlines included, as the released code's prepare_openthoughts_dataset.py uses it.
@@ -47,7 +50,7 @@ def openthoughts_user_prompt(row: dict) -> str:
 
 
 def thinking_response(reasoning: str, solution: str) -> str:
-    return f"<think>\n{reasoning}\n</think>\n{solution}"
+    return f"{R1_THINK_START}\n{reasoning}\n{R1_THINK_END}\n{solution}"
 
 
 def format_openthoughts(row: dict, chat_format: str = "r1", tokenizer=None) -> str:

@@ -17,10 +17,10 @@ def _chunk(ids_list: list[list[int]], context_size: int, separator_id: int | Non
     flat = np.fromiter((t for ids in ids_list for t in (*ids, *sep)), dtype=np.int64)
     body = context_size - (bos_id is not None)
     n = len(flat) // body
-    chunks_NB = flat[: n * body].reshape(n, body)
+    chunks_BS = flat[: n * body].reshape(n, body)
     if bos_id is not None:
-        chunks_NB = np.concatenate([np.full((n, 1), bos_id, dtype=np.int64), chunks_NB], axis=1)
-    return chunks_NB
+        chunks_BS = np.concatenate([np.full((n, 1), bos_id, dtype=np.int64), chunks_BS], axis=1)
+    return chunks_BS
 
 
 def pack(

@@ -5,9 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from reasoning_sae.models.positions import keep_mask
 from reasoning_sae.sae import SparseAutoencoder
 
 ELEMENTWISE = ("standard",)  # architectures whose activation acts per latent: a feature subset is a column slice
@@ -24,12 +22,6 @@ class PairSums(NamedTuple):
     """Tokens summed over."""
 
 
-def _batches(token_ids: np.ndarray, batch_sequences: int, desc: str, progress: bool):
-    starts = range(0, len(token_ids), max(1, batch_sequences))
-    for start in tqdm(starts, desc=desc, disable=not progress):
-        yield torch.as_tensor(np.asarray(token_ids[start : start + batch_sequences]), dtype=torch.long)
-
-
 def encode_features(sae: SparseAutoencoder, x_ND: torch.Tensor, ids) -> torch.Tensor:
     """Activations [N, n] of the features `ids` only (the encoder's columns when the activation is per latent)."""
     x_ND = x_ND.to(device=sae.W_enc.device, dtype=sae.W_enc.dtype)
@@ -44,17 +36,17 @@ def encode_features(sae: SparseAutoencoder, x_ND: torch.Tensor, ids) -> torch.Te
 @torch.no_grad()
 def collect(lm, token_ids: np.ndarray, hooks: list[str], ignore_token_ids=(), batch_sequences: int = 8,
             progress: bool = False, sink_positions: int = 0) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-    """Activations at every hook [N, d_model] (special tokens and sink positions dropped, float32 on the CPU) and the sequence each
-    vector comes from [N]."""
+    """Activations at every hook [N, d_model] (special tokens and sink positions dropped, float32 on the CPU) and the
+    sequence each vector comes from [N]."""
     acts: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
     seqs = []
-    row = 0
-    for ids_BS in _batches(token_ids, batch_sequences, "diff: activations for training", progress):
-        keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
-        for hook, acts_BSD in lm.activations(ids_BS, hook=hooks).items():
-            acts[hook].append(acts_BSD[keep_BS.to(acts_BSD.device)].float().cpu())
-        seqs.append((torch.arange(row, row + len(ids_BS))[:, None].expand_as(ids_BS))[keep_BS].numpy())
-        row += len(ids_BS)
+    for batch in lm.iter_activations(token_ids, hooks, batch_sequences, ignore_token_ids, sink_positions,
+                                     "diff: activations for training" if progress else None):
+        for hook, acts_BSD in batch.acts.items():
+            acts[hook].append(acts_BSD[batch.keep_BS].float().cpu())
+        keep_BS = batch.keep_BS.cpu()
+        seq_BS = torch.arange(batch.start, batch.start + len(keep_BS))[:, None].expand_as(keep_BS)
+        seqs.append(seq_BS[keep_BS].numpy())
     return {h: torch.cat(a) for h, a in acts.items()}, np.concatenate(seqs)
 
 
@@ -70,14 +62,13 @@ def pair_sums(lm, hook_a: str, sae_a: SparseAutoencoder, features, others: dict[
     sq_b = {h: torch.zeros(n, dtype=torch.float64) for h in others}
     sq_a = torch.zeros(n, dtype=torch.float64)
     tokens = 0
-    for ids_BS in _batches(token_ids, batch_sequences, "diff: matching scores", progress):
-        keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
-        acts = lm.activations(ids_BS, hook=hooks)
-        f_a_Nn = encode_features(sae_a, acts[hook_a][keep_BS.to(acts[hook_a].device)], features).double().cpu()
+    for batch in lm.iter_activations(token_ids, hooks, batch_sequences, ignore_token_ids, sink_positions,
+                                     "diff: matching scores" if progress else None):
+        f_a_Nn = encode_features(sae_a, batch.acts[hook_a][batch.keep_BS], features).double().cpu()
         sq_a += f_a_Nn.pow(2).sum(0)
         for hook, (sae_b, partners) in others.items():
-            f_b_Nn = encode_features(sae_b, acts[hook][keep_BS.to(acts[hook].device)], partners).double().cpu()
+            f_b_Nn = encode_features(sae_b, batch.acts[hook][batch.keep_BS], partners).double().cpu()
             dot[hook] += (f_a_Nn * f_b_Nn).sum(0)
             sq_b[hook] += f_b_Nn.pow(2).sum(0)
-        tokens += int(keep_BS.sum())
+        tokens += int(batch.keep_BS.sum())
     return {h: PairSums(dot[h].numpy(), sq_a.numpy(), sq_b[h].numpy(), tokens) for h in others}

@@ -1,12 +1,12 @@
 """Feature matching between SAEs (paper Sec. 4.4 and App. D.1), from decoder rows and from activations.
 
-Choices the paper leaves open (DIGEST 6.1, 6.3, 9.4), made here:
+Choices the paper leaves open (v2 Sec. 4.4, App. D.1), made here:
 - Presence compares *decoder* rows (the paper: "cosine similarity between feature vectors", after Bricken et al.
   2024, whose feature vectors are decoder directions). Cosine >= threshold counts as present (the paper: >= 0.7).
 - Cross-layer assignment maximises the summed similarity of matched decoder rows, `similarity`: `dot` (default)
-  is Eq. 8 as v2 writes it, argmax_P <P, W_dec^A^T W_dec^B>_F on the raw rows (DIGEST 6.3; no code released for
+  is Eq. 8 as v2 writes it, argmax_P <P, W_dec^A^T W_dec^B>_F on the raw rows (App. D.1; no code released for
   it); `cosine` divides out the row norms first. The paper's decoders are not unit norm (normalize_sae_decoder
-  false, DIGEST 1.3), so `dot` favours large-norm partners; on unit-norm decoders the two are the same. Eq. 8's
+  false, as released), so `dot` favours large-norm partners; on unit-norm decoders the two are the same. Eq. 8's
   argmin_P sum_i ||W_A,i - P W_B,i||^2 equals the dot form for a full permutation only; for the restricted problem
   below the dot form is the one solved. Whatever the assignment, the reported decoder cosine is a cosine.
 - For a large dictionary the full d_sae x d_sae permutation is out of reach (65,536^2 costs); the assignment is
@@ -85,21 +85,21 @@ def unit_rows(dec_FD: torch.Tensor) -> torch.Tensor:
     return dec_FD / dec_FD.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
-def cosine_NF(dec_ND: torch.Tensor, dec_FD: torch.Tensor) -> torch.Tensor:
-    """Cosine of every row of dec_ND with every row of dec_FD [N, F] (materialised: keep N * F small)."""
-    return unit_rows(dec_ND) @ unit_rows(dec_FD).T
+def cosine_GF(dec_GD: torch.Tensor, dec_FD: torch.Tensor) -> torch.Tensor:
+    """Cosine of every row of dec_GD with every row of dec_FD [G, F] (materialised: keep G * F small)."""
+    return unit_rows(dec_GD) @ unit_rows(dec_FD).T
 
 
-def max_cosine(dec_ND: torch.Tensor, dec_FD: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Largest cosine of each row of dec_ND with any row of dec_FD [N], in blocks of chunk x chunk."""
+def max_cosine(dec_GD: torch.Tensor, dec_FD: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Largest cosine of each row of dec_GD with any row of dec_FD [G], in blocks of chunk x chunk."""
     check_chunk(chunk)
-    unit_ND, unit_FD = unit_rows(dec_ND), unit_rows(dec_FD)
-    best_N = torch.full((len(unit_ND),), -torch.inf)
-    for n0 in range(0, len(unit_ND), chunk):
+    unit_GD, unit_FD = unit_rows(dec_GD), unit_rows(dec_FD)
+    best_G = torch.full((len(unit_GD),), -torch.inf)
+    for n0 in range(0, len(unit_GD), chunk):
         for f0 in range(0, len(unit_FD), chunk):
-            block_nf = unit_ND[n0 : n0 + chunk] @ unit_FD[f0 : f0 + chunk].T
-            best_N[n0 : n0 + chunk] = torch.maximum(best_N[n0 : n0 + chunk], block_nf.max(dim=1).values)
-    return best_N
+            block_nf = unit_GD[n0 : n0 + chunk] @ unit_FD[f0 : f0 + chunk].T
+            best_G[n0 : n0 + chunk] = torch.maximum(best_G[n0 : n0 + chunk], block_nf.max(dim=1).values)
+    return best_G
 
 
 def check_threshold(threshold: float, name: str = "diff.threshold") -> None:
@@ -115,8 +115,8 @@ def presence(final_sae, stage_sae, features, threshold: float = 0.7, chunk: int 
         raise UserError(f"the SAEs read different widths ({dec_final.shape[1]} vs {dec_stage.shape[1]}): "
                         f"compare SAEs of the same model family")
     ids = check_features(features, len(dec_final))
-    best_N = max_cosine(dec_final[ids], dec_stage, chunk).numpy()
-    return Presence(ids, best_N, best_N >= threshold, threshold)
+    best_G = max_cosine(dec_final[ids], dec_stage, chunk).numpy()
+    return Presence(ids, best_G, best_G >= threshold, threshold)
 
 
 def check_features(features, d_sae: int) -> np.ndarray:
@@ -139,24 +139,24 @@ def check_chunk(chunk: int) -> None:
         raise UserError(f"chunk={chunk} must be a positive number of decoder rows")
 
 
-def similarity_NF(dec_ND: torch.Tensor, dec_FD: torch.Tensor, similarity: str = "dot",
+def similarity_GF(dec_GD: torch.Tensor, dec_FD: torch.Tensor, similarity: str = "dot",
                   chunk: int = 4096) -> np.ndarray:
-    """Dot product or cosine of every row of dec_ND with every row of dec_FD [N, F] (float32), filled in blocks of
-    chunk rows of dec_FD (no unit-norm copy of the whole of dec_FD; the result itself is N * F)."""
+    """Dot product or cosine of every row of dec_GD with every row of dec_FD [G, F] (float32), filled in blocks of
+    chunk rows of dec_FD (no unit-norm copy of the whole of dec_FD; the result itself is G * F)."""
     check_similarity(similarity)
     check_chunk(chunk)
-    rows_ND = unit_rows(dec_ND) if similarity == "cosine" else dec_ND
-    sim_NF = np.empty((len(dec_ND), len(dec_FD)), dtype=np.float32)
+    rows_GD = unit_rows(dec_GD) if similarity == "cosine" else dec_GD
+    sim_GF = np.empty((len(dec_GD), len(dec_FD)), dtype=np.float32)
     for f0 in range(0, len(dec_FD), chunk):
-        block_CD = dec_FD[f0 : f0 + chunk]
-        block_CD = unit_rows(block_CD) if similarity == "cosine" else block_CD
-        sim_NF[:, f0 : f0 + chunk] = (rows_ND @ block_CD.T).numpy()
-    return sim_NF
+        block_FD = dec_FD[f0 : f0 + chunk]
+        block_FD = unit_rows(block_FD) if similarity == "cosine" else block_FD
+        sim_GF[:, f0 : f0 + chunk] = (rows_GD @ block_FD.T).numpy()
+    return sim_GF
 
 
-def pair_cosine_N(dec_ND: torch.Tensor, dec_MD: torch.Tensor) -> np.ndarray:
-    """Cosine of each row of dec_ND with the same row of dec_MD [N] (zero rows: 0)."""
-    return (unit_rows(dec_ND).double() * unit_rows(dec_MD).double()).sum(dim=-1).numpy()
+def pair_cosine_G(dec_GD: torch.Tensor, partners_GD: torch.Tensor) -> np.ndarray:
+    """Cosine of each row of dec_GD with the same row of partners_GD [G] (zero rows: 0)."""
+    return (unit_rows(dec_GD).double() * unit_rows(partners_GD).double()).sum(dim=-1).numpy()
 
 
 def assign(sae_a, sae_b, features, full: bool = False, similarity: str = "dot", chunk: int = 4096) -> Assignment:
@@ -173,23 +173,23 @@ def assign(sae_a, sae_b, features, full: bool = False, similarity: str = "dot", 
     if full:
         if len(dec_a) > len(dec_b):
             raise UserError(f"a full permutation needs d_sae_A <= d_sae_B, got {len(dec_a)} > {len(dec_b)}")
-        rows, cols = linear_sum_assignment(similarity_NF(dec_a, dec_b, similarity, chunk), maximize=True)
+        rows, cols = linear_sum_assignment(similarity_GF(dec_a, dec_b, similarity, chunk), maximize=True)
         partner = np.full(len(dec_a), -1, dtype=np.int64)
         partner[rows] = cols
         partners = partner[ids]
     else:
-        sim_NB = similarity_NF(dec_a[ids], dec_b, similarity, chunk)
-        rows, cols = linear_sum_assignment(sim_NB, maximize=True)  # every row is assigned (n <= d_sae_B)
+        sim_GF = similarity_GF(dec_a[ids], dec_b, similarity, chunk)
+        rows, cols = linear_sum_assignment(sim_GF, maximize=True)  # every row is assigned (n <= d_sae_B)
         partners = np.empty(len(ids), dtype=np.int64)
         partners[rows] = cols
-    return Assignment(ids, partners, pair_cosine_N(dec_a[ids], dec_b[partners]))
+    return Assignment(ids, partners, pair_cosine_G(dec_a[ids], dec_b[partners]))
 
 
-def matching_scores(dot_N, sq_a_N, sq_b_N) -> np.ndarray:
+def matching_scores(dot_G, sq_a_G, sq_b_G) -> np.ndarray:
     """Eq. 9: sum f_i f_j / sqrt(sum f_i^2 * sum f_j^2) from the three sums [n]; 0 where either never fires."""
-    dot_N, sq_a_N, sq_b_N = (np.asarray(x, dtype=np.float64) for x in (dot_N, sq_a_N, sq_b_N))
-    denom_N = np.sqrt(sq_a_N * sq_b_N)
-    return np.divide(dot_N, denom_N, out=np.zeros_like(dot_N), where=denom_N > 0)
+    dot_G, sq_a_G, sq_b_G = (np.asarray(x, dtype=np.float64) for x in (dot_G, sq_a_G, sq_b_G))
+    denom_G = np.sqrt(sq_a_G * sq_b_G)
+    return np.divide(dot_G, denom_G, out=np.zeros_like(dot_G), where=denom_G > 0)
 
 
 def check_classes(same: float = 0.7, maybe: float = 0.5) -> None:
@@ -198,16 +198,16 @@ def check_classes(same: float = 0.7, maybe: float = 0.5) -> None:
                         f"(the paper: 0.5, 0.7)")
 
 
-def classify(scores_N, same: float = 0.7, maybe: float = 0.5) -> np.ndarray:
+def classify(scores_G, same: float = 0.7, maybe: float = 0.5) -> np.ndarray:
     """Class of each matching score: same (> same), maybe (maybe < MS <= same), diff (<= maybe) [n] (str)."""
     check_classes(same, maybe)
-    scores_N = np.asarray(scores_N, dtype=np.float64)
-    return np.where(scores_N > same, "same", np.where(scores_N > maybe, "maybe", "diff"))
+    scores_G = np.asarray(scores_G, dtype=np.float64)
+    return np.where(scores_G > same, "same", np.where(scores_G > maybe, "maybe", "diff"))
 
 
-def class_counts(classes_N) -> MatchCounts:
-    classes_N = np.asarray(classes_N)
-    return MatchCounts(*(int((classes_N == c).sum()) for c in CLASSES))
+def class_counts(classes_G) -> MatchCounts:
+    classes_G = np.asarray(classes_G)
+    return MatchCounts(*(int((classes_G == c).sum()) for c in CLASSES))
 
 
 def random_features(d_sae: int, n: int, seed: int, exclude=()) -> list[int]:

@@ -35,7 +35,7 @@ class Step(NamedTuple):
 def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
-    from reasoning_sae.artifacts import check_group_choices
+    from reasoning_sae.config_check import check_group_choices
     from reasoning_sae.models.config import conf_dir
 
     check_group_choices(overrides)

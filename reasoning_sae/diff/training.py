@@ -9,10 +9,12 @@ import numpy as np
 import torch
 
 from reasoning_sae.sae import SparseAutoencoder
+from reasoning_sae.seeding import seed_run
 from reasoning_sae.train.build import build_sae
+from reasoning_sae.train.callbacks import BufferLink
 from reasoning_sae.train.config import TrainConfig
-from reasoning_sae.train.evaluate import explained_variance_pooled
 from reasoning_sae.train.module import SAEModule
+from reasoning_sae.train.quality import explained_variance_pooled
 from reasoning_sae.train.store import BufferDataModule, MixingBuffer
 
 
@@ -51,7 +53,7 @@ def train_sae(acts_ND: torch.Tensor, tc: TrainConfig, metadata: dict, trainer: d
               export_metadata: dict | None = None) -> tuple[SparseAutoencoder, dict[str, torch.Tensor]]:
     """An SAE (from scratch, or from tc.init_from) trained on `acts_ND` [N, d_model] for tc.training_tokens vectors
     (cycling over them), exported to read raw activations, with its feature statistics."""
-    torch.manual_seed(tc.seed)
+    seed_run(tc.seed)
     module = SAEModule(build_sae(tc, acts_ND.shape[1], metadata), tc)
     data = TensorDataModule(acts_ND, tc.batch_size_tokens, tc.n_batches_in_buffer, tc.seed)
     quiet = logging.getLogger("lightning.pytorch")
@@ -60,7 +62,8 @@ def train_sae(acts_ND: torch.Tensor, tc: TrainConfig, metadata: dict, trainer: d
     try:
         fit = L.Trainer(**{**(trainer or {}), "devices": 1, "strategy": "auto", "enable_progress_bar": False},
                         max_steps=tc.total_steps, max_epochs=-1, gradient_clip_val=tc.grad_clip or None,
-                        gradient_clip_algorithm="norm", logger=False, enable_checkpointing=False,
+                        gradient_clip_algorithm="norm", callbacks=[BufferLink()], logger=False,
+                        enable_checkpointing=False,
                         enable_model_summary=False, num_sanity_val_steps=0)
         fit.fit(module, datamodule=data)
     finally:

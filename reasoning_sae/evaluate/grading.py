@@ -2,7 +2,7 @@
 
 - `math_verify` (default; v2 does not say how answers were checked): `answers.extract_answer` then math-verify, integers
   compared as integers; GPQA the letter from `\\boxed{X}` or the last `Answer: X`.
-- `strict`: the released code's matching with no verifier configured (its default; DIGEST 5.4): the last `\\boxed{}`
+- `strict`: the released code's matching with no verifier configured (its default): the last `\\boxed{}`
   (its own brace matcher), else everything after `Answer:` (its `re.DOTALL` pattern), else "0"; digit strings compared
   as integers ("023" == "23"), anything else by exact string equality, whitespace and all. GPQA: that text as the
   letter when it is one of A-D (any case), else "None". Missing answers vote in maj@k as "0" / "None", as released.

@@ -1,6 +1,7 @@
-"""Generation metrics beyond accuracy (DIGEST 5.5): thinking length in tokens and reasoning-word rates.
+"""Generation metrics beyond accuracy (v2 Table 1): thinking length in tokens and reasoning-word rates.
 
-Thinking length follows the released code: the tokens before `</think>`, or the whole output when it is absent.
+Thinking length follows the released code: the tokens before the model's think_end (`</think>`), or the whole output
+when it is absent or the model has none.
 Lengths are counted by re-tokenising the returned text (lm-eval returns text, not ids); for the models here
 decode-then-encode round-trips exactly on generated text, so this is the generated token count."""
 
@@ -11,12 +12,10 @@ import numpy as np
 
 from reasoning_sae.vocab.vocabulary import groups
 
-THINK_END = "</think>"
 
-
-def thinking_text(text: str, think_end: str = THINK_END) -> str:
-    """The part of an output before `think_end` (all of it when absent)."""
-    return text.split(think_end, 1)[0]
+def thinking_text(text: str, think_end: str | None) -> str:
+    """The part of an output before `think_end` (model.think_end; all of it when absent or None)."""
+    return text.split(think_end, 1)[0] if think_end else text
 
 
 def token_count(tokenizer, text: str) -> int:
@@ -32,12 +31,14 @@ def word_counts(text: str, vocabulary: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def generation_metrics(tokenizer, outputs: Iterable[str], vocabulary: Sequence[str]) -> dict[str, float]:
-    """Mean thinking length and output length in tokens, and each word group per 1k generated tokens."""
+def generation_metrics(tokenizer, outputs: Iterable[str], vocabulary: Sequence[str],
+                       think_end: str | None) -> dict[str, float]:
+    """Mean thinking length (tokens before `think_end`) and output length in tokens, and each word group per 1k
+    generated tokens."""
     outputs = list(outputs)
     if not outputs:
         return {}
-    thinking = [token_count(tokenizer, thinking_text(o)) for o in outputs]
+    thinking = [token_count(tokenizer, thinking_text(o, think_end)) for o in outputs]
     lengths = [token_count(tokenizer, o) for o in outputs]
     totals = {w: 0 for w in groups(vocabulary)}
     for output in outputs:

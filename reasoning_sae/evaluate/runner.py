@@ -25,13 +25,13 @@ def sample_outputs(samples: list[dict]) -> list[str]:
     return [text for sample in samples for resp in sample["resps"] for text in (resp if isinstance(resp, list) else [resp])]
 
 
-def cell_metrics(results: dict, tokenizer, vocabulary) -> dict[str, dict[str, float]]:
-    """{task: metrics} for one simple_evaluate result (with samples)."""
+def cell_metrics(results: dict, tokenizer, vocabulary, think_end: str | None) -> dict[str, dict[str, float]]:
+    """{task: metrics} for one simple_evaluate result (with samples); thinking ends at `think_end`."""
     metrics = {}
     for task, task_results in results["results"].items():
         samples = results.get("samples", {}).get(task, [])
         metrics[task] = {**flat_metrics(task_results), "n_docs": float(len(samples)),
-                         **generation_metrics(tokenizer, sample_outputs(samples), vocabulary)}
+                         **generation_metrics(tokenizer, sample_outputs(samples), vocabulary, think_end)}
     return metrics
 
 
@@ -55,7 +55,8 @@ def load_cell(path: Path) -> dict:
 
 def evaluate_cell(model, cell: Cell, task_spec, vocabulary, out: Path, *, limit, seed: int, batch_size,
                   apply_chat_template: bool = True) -> dict:
-    """simple_evaluate `model` (an lm-eval LM) on one task and save everything under `out`."""
+    """simple_evaluate `model` (an lm-eval LM of lm_eval.model or .vllm: it has `think_end`) on one task and save
+    everything under `out`."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -65,6 +66,6 @@ def evaluate_cell(model, cell: Cell, task_spec, vocabulary, out: Path, *, limit,
         model=model, tasks=[task_spec], limit=limit, log_samples=True, apply_chat_template=apply_chat_template,
         task_manager=TaskManager(include_path=str(task_dir())), batch_size=batch_size, random_seed=seed,
         numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
-    metrics = cell_metrics(results, model.tokenizer, vocabulary)
+    metrics = cell_metrics(results, model.tokenizer, vocabulary, model.think_end)
     save_cell(results, metrics, cell, out)
     return metrics

@@ -5,22 +5,11 @@ Accuracy metrics are pass@1 (mean over samples) and maj@k; lengths are shown in 
 import re
 
 import pandas as pd
-from tabulate import DataRow, TableFormat
+
+from reasoning_sae.markdown import markdown_table
 
 ACCURACY = re.compile(r"^(pass@1|maj@\d+)(/.*)?$")
 LENGTH = "think_tokens"
-# GitHub pipe tables as the package writes them: `| a | b |` rows, cells unpadded, `|---|---|` under the header
-_PIPES = TableFormat(lineabove=None, linebelowheader=lambda widths, _aligns: "|" + "---|" * len(widths),
-                     linebetweenrows=None, linebelow=None, headerrow=DataRow("|", "|", "|"),
-                     datarow=DataRow("|", "|", "|"), padding=1, with_header_hide=None)
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A Markdown pipe table of a frame of strings, column names as the header (no index), cells as they are
-    (escape `|` beforehand), each line ending in a newline."""
-    unaligned = [None] * frame.shape[1]
-    return frame.to_markdown(index=False, tablefmt=_PIPES, colalign=unaligned, headersalign=unaligned,
-                             disable_numparse=True) + "\n"
 
 
 def results_frame(records: list[dict]) -> pd.DataFrame:

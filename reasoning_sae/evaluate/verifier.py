@@ -1,4 +1,4 @@
-"""The released code's LLM answer verifier (DIGEST 1.1, 5.4, 9.2 item 9): Llama-3.3-70B-Instruct through an
+"""The released code's LLM answer verifier (its README; the paper names none): Llama-3.3-70B-Instruct through an
 OpenAI-compatible Chat Completions endpoint (the released code: OpenRouter), asked with the released prompts
 (`verifier_prompts`). Called with httpx; connection errors, timeouts, 429 and 5xx are retried with backoff, and so is
 a reply whose verdict cannot be parsed. Verdicts are cached per (question, reference, answer) for the process's life."""
@@ -15,7 +15,8 @@ import tenacity
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.evaluate.verifier_prompts import GPQA_CHOICE, GPQA_QUESTION, MATH_EQUIVALENCE
-from reasoning_sae.interpret.explainer import RETRY_STATUS, post_with_retries, with_backoff  # one retry rule for both
+from reasoning_sae.interpret.explainer import (  # one retry rule and one reading of answers for both
+    RETRY_STATUS, chat_content, error_detail, post_with_retries, snippet, with_backoff)
 
 log = logging.getLogger(__name__)
 OPENROUTER = "https://openrouter.ai/api/v1"
@@ -85,11 +86,6 @@ class VerifierConfig:
         return asdict(self)
 
 
-def _snippet(text: object, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _only(values: list[str]) -> str | None:
     """The single distinct value of a list, else None."""
     return values[0] if len(set(values)) == 1 else None
@@ -148,7 +144,7 @@ class Verifier:
 
         def ask_once() -> tuple[httpx.Response, str | None, object]:
             response = self._post(body)
-            reply = _message(response)
+            reply = chat_content(response)
             return response, reply, None if reply is None else parse(reply)
 
         no_verdict = tenacity.retry_if_result(lambda asked: asked[2] is None)
@@ -158,11 +154,11 @@ class Verifier:
             return verdict
         if reply is None:
             raise UserError(f"verifier at {self.config.url} sent no Chat Completions message "
-                            f"({_snippet(response.text)}): point benchmark.verifier.base_url at an OpenAI-compatible "
+                            f"({snippet(response.text)}): point benchmark.verifier.base_url at an OpenAI-compatible "
                             "/v1 endpoint")
         log.warning("verifier %s gave no parseable verdict in %d tries (last reply %r): keeping the extracted "
                     "answer as it is, as the released code does", self.config.resolved_model,
-                    self.config.retries + 1, _snippet(reply))
+                    self.config.retries + 1, snippet(reply))
         return None
 
     def _post(self, body: dict) -> httpx.Response:
@@ -175,10 +171,6 @@ class Verifier:
         return response
 
     def _http_error(self, response: httpx.Response) -> str:
-        try:
-            detail = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            detail = response.text
         status, env = response.status_code, self.config.api_key_env
         fix = (f"set a valid API key in ${env}" if status in (401, 403) and env
                else "check benchmark.verifier.base_url (usually ends in /v1) and benchmark.verifier.model"
@@ -186,17 +178,8 @@ class Verifier:
                else f"still failing after {self.config.retries} retries: check the server, or raise "
                     f"benchmark.verifier.retries" if status in RETRY_STATUS
                else "the server rejected the request: check benchmark.verifier.model and its settings")
-        detail = _snippet(detail) or response.reason_phrase
-        return f"verifier at {self.config.url} answered HTTP {status} ({detail}): {fix}"
+        return f"verifier at {self.config.url} answered HTTP {status} ({error_detail(response)}): {fix}"
 
-
-def _message(response: httpx.Response) -> str | None:
-    """The assistant message of a Chat Completions reply, None when the body is not one."""
-    try:
-        content = response.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
-    return content if isinstance(content, str) else None
 
 
 def _index_verdict(reply: str) -> bool | None:

@@ -3,7 +3,8 @@ against the same number of random words drawn from the reasoning traces' word di
 
 The paper does not say how words were banned; here each surface form's token sequence is banned with HF's
 `NoBadWordsLogitsProcessor` (the last token of a sequence is masked once the rest has been generated), and only
-while the model is thinking: once `</think>` is generated the ban is lifted for that row (`scope="thinking"`)."""
+while the model is thinking: once its think_end token (model.think_end, `</think>`) is generated the ban is lifted
+for that row (`scope="thinking"`)."""
 
 from collections.abc import Iterable, Sequence
 

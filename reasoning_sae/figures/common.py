@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from reasoning_sae.artifacts import META, artifact, has_artifact, read_f_r, read_scores, read_top_features, sae_dir
+from reasoning_sae.markdown import markdown_table
 
 NOT_RUN = "not run"
 PUBLISHED = ("figures", "tables")  # what the figures stage copies into paths.paper, beside REPORT.md
@@ -139,10 +140,8 @@ def md_cell(text: Any) -> str:
 
 
 def markdown(frame: pd.DataFrame) -> str:
-    """A pipe table of a frame of strings (first column: the row key)."""
-    lines = ["| " + " | ".join(md_cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
+    """A pipe table of a frame of strings (first column: the row key), its cells and names escaped by md_cell."""
+    return markdown_table(frame.map(md_cell).set_axis([md_cell(c) for c in frame.columns], axis=1))
 
 
 def latex(frame: pd.DataFrame, caption: str, key: str, column_format: str | None = None) -> str:

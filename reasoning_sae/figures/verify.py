@@ -10,6 +10,7 @@ their sha256 manifests. Then this run's numbers against the committed run's (pap
 tolerances measured from reruns: figures/expectations.py), where there is one. Exits 1 with one line per
 difference (file, row, column, expected, found), 0 with a one-line summary."""
 
+import argparse
 import json
 import math
 import sys
@@ -283,14 +284,38 @@ def verify(artifacts: Path, paper: Path | None = None, against_paper: bool | Non
     return res
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit 2), like the rest of the package."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} -h\n")
+
+
+def _override(arg: str) -> str:
+    if "=" not in arg:
+        raise argparse.ArgumentTypeError(f"{arg!r} is not key=value (only the first argument may name the experiment)")
+    return arg
+
+
+def parse_args(argv: list[str] | None) -> tuple[str, list[str]]:
+    """The experiment (default demo) and the Hydra overrides of the figures config: `[EXPERIMENT] [key=value ...]`."""
+    parser = _OneLineParser(prog="python -m reasoning_sae.figures.verify", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", nargs="?", default="demo", help="conf/experiment/<name> (default: demo)")
+    parser.add_argument("overrides", nargs="*", type=_override, metavar="key=value",
+                        help="Hydra overrides of the figures config, e.g. paths.artifacts=/data/artifacts")
+    args = parser.parse_args(argv)
+    if "=" in args.experiment:  # no experiment given: the first argument is already an override
+        return "demo", [args.experiment, *args.overrides]
+    return args.experiment, args.overrides
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    experiment = argv[0] if argv and "=" not in argv[0] else "demo"
-    overrides = [a for a in argv if "=" in a]
+    experiment, overrides = parse_args(argv)
     try:
         from hydra import compose, initialize_config_dir
 
-        from reasoning_sae.artifacts import check_group_choices
+        from reasoning_sae.config_check import check_group_choices
         from reasoning_sae.models.config import conf_dir
 
         check_group_choices([f"experiment={experiment}", *overrides])

@@ -22,8 +22,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reasoning_sae.data.formats import openthoughts_user_prompt
 from reasoning_sae.errors import UserError
-from reasoning_sae.evaluate.tables import markdown_table as pipe_table
-from reasoning_sae.interpret.explainer import Explainer, _snippet
+from reasoning_sae.interpret.explainer import Explainer, snippet
+from reasoning_sae.markdown import markdown_table as pipe_table
 from reasoning_sae.steering import steer
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def parse_json_reply(text: str, what: str) -> dict:
             continue
         if isinstance(value, dict):
             return value
-    raise UserError(f"the explainer's reply for {what} is not the JSON object asked for ({_snippet(text)}): "
+    raise UserError(f"the explainer's reply for {what} is not the JSON object asked for ({snippet(text)}): "
                     "rerun, or use a stronger explainer.model")
 
 

@@ -41,7 +41,7 @@ def post_with_retries(url: str, body: dict, api_key: str | None, timeout: float,
     def give_up(state: tenacity.RetryCallState) -> httpx.Response:
         if state.outcome.failed:
             err = state.outcome.exception()
-            raise UserError(f"cannot reach {what} ({type(err).__name__}: {_snippet(err)}): {fix}") from None
+            raise UserError(f"cannot reach {what} ({type(err).__name__}: {snippet(err)}): {fix}") from None
         return state.outcome.result()
 
     retry = (tenacity.retry_if_exception_type(httpx.TransportError)
@@ -50,9 +50,28 @@ def post_with_retries(url: str, body: dict, api_key: str | None, timeout: float,
         return with_backoff(retries, backoff, retry, give_up)(client.post, url, json=body, headers=headers)
 
 
-def _snippet(text: str, limit: int = 200) -> str:
+def snippet(text: object, limit: int = 200) -> str:
+    """`text` on one line, cut to `limit` characters (for one-line error messages)."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def error_detail(response: httpx.Response) -> str:
+    """What an error answer says: the OpenAI error message, else its body, else the HTTP reason, on one line."""
+    try:
+        detail = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        detail = response.text
+    return snippet(detail) or response.reason_phrase
+
+
+def chat_content(response: httpx.Response) -> str | None:
+    """The assistant message of a Chat Completions answer, None when the body is not one."""
+    try:
+        content = response.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
 
 
 @dataclass(frozen=True)
@@ -108,26 +127,19 @@ class Explainer:
         return response
 
     def _http_error(self, response: httpx.Response) -> str:
-        try:
-            detail = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            detail = response.text
         status = response.status_code
         fix = ("set a valid API key in $" + self.api_key_env if status in (401, 403)
                else "check explainer.base_url (usually ends in /v1) and explainer.model" if status == 404
                else f"still failing after {self.retries} retries: wait, or raise explainer.retries" if status == 429
                else f"server error after {self.retries} retries: check the server" if status >= 500
                else "the server rejected the request: check explainer.model and explainer.temperature")
-        return f"explainer at {self.url} answered HTTP {status} ({_snippet(detail) or response.reason_phrase}): {fix}"
+        return f"explainer at {self.url} answered HTTP {status} ({error_detail(response)}): {fix}"
 
     def _content(self, response: httpx.Response, probe: bool = False) -> str:
-        try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            content = None
-        if probe and isinstance(content, str):  # one token may well be empty text
+        content = chat_content(response)
+        if probe and content is not None:  # one token may well be empty text
             return content
-        if not isinstance(content, str) or not content.strip():
-            raise UserError(f"explainer at {self.url} sent no Chat Completions message ({_snippet(response.text)}): "
+        if content is None or not content.strip():
+            raise UserError(f"explainer at {self.url} sent no Chat Completions message ({snippet(response.text)}): "
                             "point explainer.base_url at an OpenAI-compatible /v1 endpoint")
         return content

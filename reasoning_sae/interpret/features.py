@@ -17,74 +17,73 @@ import torch
 import torch.nn.functional as F
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.models.positions import keep_mask
 
 LOG10_EDGES = torch.linspace(-6, 4, 201)  # fine log10 bins for the density histogram, cropped/merged for display
 DISPLAY_BINS = 40
 
 
 class FeatureStream:
-    """Running statistics of K selected features over batches of whole sequences.
+    """Running statistics of G selected features over batches of whole sequences.
 
     Quantile samples use a bottom-R sample by random key (a reservoir sample without replacement): every non-zero
     occurrence gets a uniform key and the R smallest keys are kept with their context windows. The kept set is a
     uniform sample of all non-zero occurrences, so its quantiles estimate the band edges and, inside each band, its
-    entries are uniform over that band's occurrences. One pass, memory K * R * window, no second LM pass."""
+    entries are uniform over that band's occurrences. One pass, memory G * R * window, no second LM pass."""
 
     def __init__(self, n_features: int, top_n: int = 20, window: tuple[int, int] = (24, 8), reservoir: int = 1024,
                  seed: int = 0):
-        self.K, self.top_n, self.reservoir = n_features, top_n, reservoir
+        self.n_features, self.top_n, self.reservoir = n_features, top_n, reservoir
         self.before, self.after = window
-        self.W = self.before + self.after + 1
+        self.width = self.before + self.after + 1
         self.gen = torch.Generator().manual_seed(seed)
-        self.tokens, self.fires_K = 0, torch.zeros(n_features, dtype=torch.long)
-        self.hist_KH = torch.zeros(n_features, len(LOG10_EDGES) - 1, dtype=torch.long)
-        self.top = self._empty()   # (act_KT, seq_KT, pos_KT, win_KTW), best first
-        self.res = self._empty()   # (key_KR, seq_KR, pos_KR, win_KRW, act_KR), smallest key first
+        self.tokens, self.fires_G = 0, torch.zeros(n_features, dtype=torch.long)
+        self.hist_GH = torch.zeros(n_features, len(LOG10_EDGES) - 1, dtype=torch.long)
+        self.top = self._empty()   # (act_GR, seq_GR, pos_GR, win_GRS), best first
+        self.res = self._empty()   # (key_GR, seq_GR, pos_GR, win_GRS, act_GR), smallest key first
         self.res = (*self.res, torch.zeros(n_features, 0))
 
     def _empty(self):
-        K = self.K
-        return (torch.zeros(K, 0), torch.zeros(K, 0, dtype=torch.long), torch.zeros(K, 0, dtype=torch.long),
-                torch.zeros(K, 0, self.W))
+        G = self.n_features
+        return (torch.zeros(G, 0), torch.zeros(G, 0, dtype=torch.long), torch.zeros(G, 0, dtype=torch.long),
+                torch.zeros(G, 0, self.width))
 
-    def update(self, acts_BSK: torch.Tensor, keep_BS: torch.Tensor, seq_offset: int) -> None:
-        """Add a batch: activations [B, S, K] of sequences seq_offset.. ; ignored tokens (keep False) never count."""
-        acts_BSK = acts_BSK.float().cpu() * keep_BS.cpu()[..., None]
-        B, S, K = acts_BSK.shape
+    def update(self, acts_BSG: torch.Tensor, keep_BS: torch.Tensor, seq_offset: int) -> None:
+        """Add a batch: activations [B, S, G] of sequences seq_offset.. ; ignored tokens (keep False) never count."""
+        acts_BSG = acts_BSG.float().cpu() * keep_BS.cpu()[..., None]
+        B, S, G = acts_BSG.shape
         self.tokens += int(keep_BS.sum())
-        fires_BSK = acts_BSK > 0
-        self.fires_K += fires_BSK.sum((0, 1))
-        b, s, k = fires_BSK.nonzero(as_tuple=True)
-        H = self.hist_KH.shape[1]
-        bins = torch.bucketize(acts_BSK[b, s, k].log10(), LOG10_EDGES[1:-1])
-        self.hist_KH += torch.bincount(k * H + bins, minlength=K * H).view(K, H)
+        fires_BSG = acts_BSG > 0
+        self.fires_G += fires_BSG.sum((0, 1))
+        b, s, g = fires_BSG.nonzero(as_tuple=True)
+        H = self.hist_GH.shape[1]
+        bins = torch.bucketize(acts_BSG[b, s, g].log10(), LOG10_EDGES[1:-1])
+        self.hist_GH += torch.bincount(g * H + bins, minlength=G * H).view(G, H)
         # windows: pad the sequence axis with NaN so a window clipped at either end stays aligned
-        padded_BPK = F.pad(acts_BSK.permute(0, 2, 1), (self.before, self.after), value=math.nan).permute(0, 2, 1)
-        k_K11 = torch.arange(K)[:, None, None]
+        padded_BSG = F.pad(acts_BSG.permute(0, 2, 1), (self.before, self.after), value=math.nan).permute(0, 2, 1)
+        g_G11 = torch.arange(G)[:, None, None]
 
-        def windows(idx_KT: torch.Tensor) -> torch.Tensor:
-            b_KT, s_KT = idx_KT // S, idx_KT % S
-            return padded_BPK[b_KT[..., None], s_KT[..., None] + torch.arange(self.W), k_K11]
+        def windows(idx_GR: torch.Tensor) -> torch.Tensor:
+            b_GR, s_GR = idx_GR // S, idx_GR % S
+            return padded_BSG[b_GR[..., None], s_GR[..., None] + torch.arange(self.width), g_G11]
 
-        acts_KN = acts_BSK.reshape(B * S, K).T
-        vals_KT, idx_KT = acts_KN.topk(min(self.top_n, B * S), dim=1)
-        new = (vals_KT, idx_KT // S + seq_offset, idx_KT % S, windows(idx_KT))
+        acts_GN = acts_BSG.reshape(B * S, G).T
+        vals_GR, idx_GR = acts_GN.topk(min(self.top_n, B * S), dim=1)
+        new = (vals_GR, idx_GR // S + seq_offset, idx_GR % S, windows(idx_GR))
         act, seq, pos, win = (torch.cat(pair, 1) for pair in zip(self.top, new, strict=True))
         act, order = act.topk(min(self.top_n, act.shape[1]), dim=1)
-        self.top = (act, seq.gather(1, order), pos.gather(1, order), win[torch.arange(K)[:, None], order])
+        self.top = (act, seq.gather(1, order), pos.gather(1, order), win[torch.arange(G)[:, None], order])
 
-        keys_KN = torch.rand(K, B * S, generator=self.gen).masked_fill(~fires_BSK.reshape(B * S, K).T, math.inf)
-        keys_KR, idx_KR = keys_KN.topk(min(self.reservoir, B * S), dim=1, largest=False)
-        new = (keys_KR, idx_KR // S + seq_offset, idx_KR % S, windows(idx_KR), acts_KN.gather(1, idx_KR))
+        keys_GN = torch.rand(G, B * S, generator=self.gen).masked_fill(~fires_BSG.reshape(B * S, G).T, math.inf)
+        keys_GR, idx_GR = keys_GN.topk(min(self.reservoir, B * S), dim=1, largest=False)
+        new = (keys_GR, idx_GR // S + seq_offset, idx_GR % S, windows(idx_GR), acts_GN.gather(1, idx_GR))
         key, seq, pos, win, act = (torch.cat(pair, 1) for pair in zip(self.res, new, strict=True))
         key, order = key.topk(min(self.reservoir, key.shape[1]), dim=1, largest=False)
-        rows = torch.arange(K)[:, None]
+        rows = torch.arange(G)[:, None]
         self.res = (key, seq.gather(1, order), pos.gather(1, order), win[rows, order], act.gather(1, order))
 
-    def histogram(self, k: int) -> dict:
-        """Log-spaced histogram of feature k's non-zero activations, cropped to its range, at most DISPLAY_BINS bins."""
-        counts = self.hist_KH[k]
+    def histogram(self, g: int) -> dict:
+        """Log-spaced histogram of feature g's non-zero activations, cropped to its range, at most DISPLAY_BINS bins."""
+        counts = self.hist_GH[g]
         nz = counts.nonzero().flatten()
         if len(nz) == 0:
             return {"edges": [], "counts": []}
@@ -100,10 +99,10 @@ class FeatureStream:
                 per_band: int = 5) -> dict[int, dict]:
         """One record per feature (JSON-ready): f_max, density, histogram, top contexts, quantile bands."""
         out = {}
-        for k, feature in enumerate(features):
-            top = [self._context(token_ids, tokenizer, *(t[k, i] for t in self.top))
-                   for i in range(self.top[0].shape[1]) if self.top[0][k, i] > 0]
-            keys_r, seq, pos, win, act = (t[k] for t in self.res)
+        for g, feature in enumerate(features):
+            top = [self._context(token_ids, tokenizer, *(t[g, i] for t in self.top))
+                   for i in range(self.top[0].shape[1]) if self.top[0][g, i] > 0]
+            keys_r, seq, pos, win, act = (t[g] for t in self.res)
             live = torch.isfinite(keys_r)
             samples = []
             if live.any():
@@ -116,22 +115,22 @@ class FeatureStream:
                     samples.append({"band": band, "low": float(edges[band]), "high": float(edges[band + 1]),
                                     "examples": [self._context(token_ids, tokenizer, act_r[i], seq_r[i], pos_r[i],
                                                                win_r[i]) for i in picks]})
-            fires = int(self.fires_K[k])
+            fires = int(self.fires_G[g])
             out[int(feature)] = {
                 "feature": int(feature), "f_max": top[0]["activation"] if top else 0.0,
                 "f_max_at": {key: top[0][key] for key in ("sequence", "position", "token")} if top else None,
                 "fires": fires, "tokens": self.tokens, "density": fires / max(self.tokens, 1),
-                "histogram": self.histogram(k), "top_contexts": top, "quantiles": samples,
+                "histogram": self.histogram(g), "top_contexts": top, "quantiles": samples,
             }
         return out
 
-    def _context(self, token_ids: np.ndarray, tokenizer, act, seq, pos, win_W) -> dict:
+    def _context(self, token_ids: np.ndarray, tokenizer, act, seq, pos, win_S) -> dict:
         """The window as text pieces (text_pieces), each shaded by the largest activation of its tokens."""
         seq, pos = int(seq), int(pos)
         S = token_ids.shape[1]
         lo, hi = max(0, pos - self.before), min(S, pos + self.after + 1)
         offset = pos - self.before
-        token_acts = [round(float(a), 5) for a in win_W[lo - offset : hi - offset]]
+        token_acts = [round(float(a), 5) for a in win_S[lo - offset : hi - offset]]
         pieces, owner = text_pieces(tokenizer, token_ids[seq, lo:hi].tolist())
         acts = [max(a for a, j in zip(token_acts, owner, strict=True) if j == piece) for piece in range(len(pieces))]
         center = owner[pos - lo]
@@ -168,20 +167,20 @@ def final_norm_weight(model) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def logit_effects(model, tokenizer, W_dec_KD: torch.Tensor, k: int = 10, bins: int = 30) -> list[dict]:
+def logit_effects(model, tokenizer, W_dec_GD: torch.Tensor, k: int = 10, bins: int = 30) -> list[dict]:
     """Direct logit effect of each decoder row: (W_dec[i] * norm.weight) @ W_U^T over the vocabulary.
 
     An approximation, as in Bricken et al. and SAEDashboard: the final RMSNorm's division by the residual's RMS
     (which depends on the whole residual, not on the feature) is ignored; only its elementwise weight is applied."""
     W_U_VD = model.get_output_embeddings().weight.float()
-    dirs_KD = W_dec_KD.float().to(W_U_VD.device)
+    dirs_GD = W_dec_GD.float().to(W_U_VD.device)
     norm_D = final_norm_weight(model)
     if norm_D is not None:
-        dirs_KD = dirs_KD * norm_D.float().to(W_U_VD.device)
-    effects_KV = (dirs_KD @ W_U_VD.T).cpu()
-    k = min(k, effects_KV.shape[1])
+        dirs_GD = dirs_GD * norm_D.float().to(W_U_VD.device)
+    effects_GV = (dirs_GD @ W_U_VD.T).cpu()
+    k = min(k, effects_GV.shape[1])
     out = []
-    for row_V in effects_KV:
+    for row_V in effects_GV:
         top, bottom = row_V.topk(k), row_V.topk(k, largest=False)
         counts, edges = torch.histogram(row_V, bins=bins)
         out.append({
@@ -198,8 +197,6 @@ def feature_records(lm, sae, token_ids, features: Sequence[int], *, hook: str | 
                     logit_k: int = 10, ignore_token_ids: Sequence[int] = (), seed: int = 0,
                     batch_sequences: int = 8, progress: bool = False, sink_positions: int = 0) -> dict[int, dict]:
     """Dashboard records of `features` over `token_ids` [n_sequences, seq], from one LM pass; keyed by feature id."""
-    from tqdm.auto import tqdm
-
     features = [int(f) for f in features]
     bad = [f for f in features if not 0 <= f < sae.d_sae]
     if bad:
@@ -209,10 +206,9 @@ def feature_records(lm, sae, token_ids, features: Sequence[int], *, hook: str | 
     token_ids = np.asarray(token_ids, dtype=np.int64)
     index = torch.tensor(features, dtype=torch.long, device=lm.device)
     stream = FeatureStream(len(features), top_n=top_n, window=tuple(window), reservoir=reservoir, seed=seed)
-    for start in tqdm(range(0, len(token_ids), batch_sequences), desc="interpret", disable=not progress):
-        ids_BS = torch.as_tensor(token_ids[start : start + batch_sequences], device=lm.device)
-        acts_BSK = sae.encode(lm.activations(ids_BS, hook=hook).float())[..., index]
-        stream.update(acts_BSK, keep_mask(ids_BS, ignore_token_ids, sink_positions), start)
+    for batch in lm.iter_activations(token_ids, hook, batch_sequences, ignore_token_ids, sink_positions,
+                                     "interpret" if progress else None):
+        stream.update(sae.encode(batch.acts.float())[..., index], batch.keep_BS, batch.start)
     records = stream.records(features, token_ids, lm.tokenizer, bands=bands, per_band=per_band)
     effects = logit_effects(lm.model, lm.tokenizer, sae.W_dec.detach()[index.to(sae.W_dec.device)], k=logit_k)
     for feature, effect in zip(features, effects, strict=True):

@@ -27,9 +27,8 @@ from lm_eval.models.huggingface import HFLM
 from transformers import LogitsProcessorList
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.evaluate.metrics import THINK_END
 from reasoning_sae.evaluate.wordban import SCOPES, banned_sequences, ban_processor
-from reasoning_sae.models import load_lm, model_config, parse_hook
+from reasoning_sae.models import ModelConfig, load_lm, model_config, parse_hook
 from reasoning_sae.models.loading import resolve_device, resolve_dtype, resolve_source
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.steering import MODES, POSITIONS, check_site, steer, steering_vectors
@@ -201,9 +200,14 @@ def check_vllm_args(**model_args) -> None:
         raise UserError("sae_steered_vllm steers one engine: use tensor_parallel_size, not data_parallel_size")
 
 
-def think_end_id(tokenizer) -> int | None:
-    """The id of `</think>` when it is one token of this tokenizer, else None (a ban then lasts the whole output)."""
-    ids = tokenizer.convert_tokens_to_ids(THINK_END)
+def think_end_id(tokenizer, model: ModelConfig) -> int | None:
+    """model.think_end_token_id, else the id of model.think_end when it is one token of this tokenizer, else None
+    (a ban then lasts the whole output)."""
+    if model.think_end_token_id is not None:
+        return model.think_end_token_id
+    if model.think_end is None:
+        return None
+    ids = tokenizer.convert_tokens_to_ids(model.think_end)
     return ids if isinstance(ids, int) and ids != tokenizer.unk_token_id else None
 
 
@@ -220,7 +224,8 @@ def cpu_batch_size(batch_size, max_batch_size, lm):
 
 @register_model("sae_steered")
 class SteeredLM(HFLM):
-    """HFLM whose generations and log-likelihoods run with `steer(...)` active (and optionally words banned)."""
+    """HFLM whose generations and log-likelihoods run with `steer(...)` active (and optionally words banned). Its
+    thinking segment ends at the model config's think_end (`think_end`, `think_end_id`)."""
 
     def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
                  positions="all", f_max=None, ban=None, ban_scope="thinking", dtype=None, device=None,
@@ -237,7 +242,7 @@ class SteeredLM(HFLM):
         self.steering = steering
         self.banned = banned_sequences(self.tokenizer, words) if words else []
         self.ban_scope = ban_scope
-        self.think_end_id = think_end_id(self.tokenizer)
+        self.think_end, self.think_end_id = self.lm.config.think_end, think_end_id(self.tokenizer, self.lm.config)
 
     def _steered(self):
         return steer(self.lm, **self.steering) if self.steering else contextlib.nullcontext()

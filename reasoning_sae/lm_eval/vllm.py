@@ -8,8 +8,8 @@
 
 The update is `reasoning_sae.steering.SteeringVectors`'s, held in `vllm_hook.SteeringSlot`; vLLM's decoder layer
 returns (hidden_states, residual), hidden_states being the MLP output, and resid_post is their sum. site=resid_post
-reads f_i from the sum; site=mlp_out from hidden_states alone, as the released code did (it steered output[0]:
-DIGEST 5.3). Either way the update is added to hidden_states, i.e. to resid_post. One engine per process serves
+reads f_i from the sum; site=mlp_out from hidden_states alone, as the released code did (it steered output[0] in
+sae_utils.py). Either way the update is added to hidden_states, i.e. to resid_post. One engine per process serves
 every cell (vllm_engine.py): a cell only rewrites the slot's buffers through the worker extension, so `positions`,
 `site` and word bans are per cell too."""
 
@@ -58,8 +58,8 @@ class SteeredVLLM(_VLLM.VLLM):
         # converted on first use), the rest against its config before any engine starts.
         check_vllm_args(steer_layer=steer_layer, max_features=max_features, compiled=compiled,
                         count_tokens=count_tokens, **kwargs)
-        spec, words, _ = check_model_args(pretrained, sae, features, gamma, mode, positions, f_max, ban, ban_scope,
-                                          site=site)  # dtype and device are vLLM's (vLLM ignores device)
+        spec, words, config = check_model_args(pretrained, sae, features, gamma, mode, positions, f_max, ban,
+                                               ban_scope, site=site)  # dtype and device are vLLM's (it ignores device)
         max_features = int_arg(max_features, "max_features") or MAX_FEATURES
         steer_layer = int_arg(steer_layer, "steer_layer")
         model_dir = model_path(str(pretrained))
@@ -73,7 +73,7 @@ class SteeredVLLM(_VLLM.VLLM):
         self.steer_payload, self.count_tokens = payload, bool_arg(count_tokens, "count_tokens")
         self.banned = banned_sequences(self.tokenizer, words) if words else []
         self.ban_scope = ban_scope
-        self.think_end_id = think_end_id(self.tokenizer)
+        self.think_end, self.think_end_id = config.think_end, think_end_id(self.tokenizer, config)
 
     @staticmethod
     def _payload(spec: dict | None, positions, n_layers: int, d_model: int, site="resid_post"):

@@ -1,7 +1,7 @@
 """The word ban (Table 2) under vLLM, through its V1 custom logits-processor API: the same rule as the HF engine's
 `NoBadWordsLogitsProcessor` + `ThinkingOnly` (evaluate/wordban.py). A banned sequence's last token is masked
 when the tokens before it end the prompt + output so far; with `think_end_id` set, a row is free once it has
-generated `</think>`. Requests opt in with `SamplingParams.extra_args["reasoning_sae_ban"] =
+generated that token (the model's think_end, `</think>`). Requests opt in with `SamplingParams.extra_args["reasoning_sae_ban"] =
 {"sequences": [[ids...], ...], "think_end_id": id | None}`; the others pass through untouched."""
 
 from dataclasses import dataclass

@@ -44,7 +44,7 @@ class SteeringWorkerExtension:
         slot = self._steering_slot()
         vectors = None
         if payload is not None:
-            device, dtype = slot.targets_K.device, slot.targets_K.dtype
+            device, dtype = slot.targets_G.device, slot.targets_G.dtype
             tensors = {k: None if v is None else torch.tensor(v, device=device, dtype=dtype)
                        for k, v in payload["tensors"].items()}
             vectors = SteeringVectors(**tensors, mode=payload["mode"], site=payload.get("site", "resid_post"))
@@ -58,6 +58,6 @@ class SteeringWorkerExtension:
 
 def vectors_payload(vectors: SteeringVectors, positions: str) -> dict:
     """`vectors` as nested lists (msgpack-safe) for `steering_set`."""
-    names = ("vectors_KD", "enc_KD", "enc_bias_K", "targets_K", "b_dec_D")
+    names = ("vectors_GD", "enc_GD", "enc_bias_G", "targets_G", "b_dec_D")
     tensors = {n: None if getattr(vectors, n) is None else getattr(vectors, n).float().cpu().tolist() for n in names}
     return {"tensors": tensors, "mode": vectors.mode, "site": vectors.site, "positions": positions}

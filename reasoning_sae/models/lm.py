@@ -1,17 +1,34 @@
 """`LanguageModel`: a transformers causal LM plus its tokenizer, with early-stopped activation reads."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import ModelConfig, model_config
 from reasoning_sae.models.hooks import HookPoint, parse_hook
 from reasoning_sae.models.loading import load_hf
+from reasoning_sae.models.positions import keep_mask
 
 
 class _StopForward(Exception):
     """Raised by a hook once the deepest requested layer has run, so later layers and the LM head never do."""
+
+
+class ActivationBatch(NamedTuple):
+    """One batch of `LanguageModel.iter_activations`."""
+
+    start: int
+    """Index of the batch's first sequence in the token ids."""
+    ids_BS: torch.Tensor
+    """Its token ids (long, on the model's device)."""
+    keep_BS: torch.Tensor
+    """True where a position counts (`keep_mask`: not an ignored id, not a sink position), on the model's device."""
+    acts: torch.Tensor | dict[str, torch.Tensor]
+    """Activations [B, S, d_model] at the hook, or a dict by hook name for several hooks (as `activations`)."""
 
 
 def _hidden(output) -> torch.Tensor:
@@ -94,6 +111,27 @@ class LanguageModel:
             for handle in handles:
                 handle.remove()
         return captured[points[0].name] if isinstance(hook, str) else {p.name: captured[p.name] for p in points}
+
+    def iter_activations(
+        self,
+        token_ids: torch.Tensor | np.ndarray | Sequence,
+        hooks: str | Sequence[str],
+        batch_sequences: int,
+        ignore_token_ids: Sequence[int] = (),
+        sink_positions: int = 0,
+        progress: str | None = None,
+    ) -> Iterator[ActivationBatch]:
+        """`activations` over `token_ids` [n_sequences, seq], `batch_sequences` sequences at a time in order, each
+        batch with its keep mask. `progress`, when given, is the description of a progress bar over the batches."""
+        if batch_sequences < 1:
+            raise UserError(f"batch_sequences={batch_sequences}: read at least 1 sequence per forward pass")
+        starts = range(0, len(token_ids), batch_sequences)
+        for start in tqdm(starts, desc=progress, disable=progress is None):
+            rows = token_ids[start : start + batch_sequences]
+            rows = rows if isinstance(rows, torch.Tensor) else np.asarray(rows)
+            ids_BS = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+            keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
+            yield ActivationBatch(start, ids_BS, keep_BS, self.activations(ids_BS, hook=hooks))
 
     def _capture(self, point: HookPoint, into: dict):
         layer = self.layers[point.layer]

@@ -16,7 +16,7 @@ from reasoning_sae.publish import atomic_dir
 from reasoning_sae.sae.io import CFG, WEIGHTS
 
 KINDS = ("train", "local", "hub", "sae_lens")
-# The authors' release (DIGEST 1.5, 9.5): the paper's SAE on DeepSeek-R1-Distill-Llama-8B, layer 19.
+# The authors' release (AIRI-Institute/SAE-Reasoning): the paper's SAE on DeepSeek-R1-Distill-Llama-8B, layer 19.
 PAPER_REPO_ID = "andreuka18/deepseek-r1-distill-llama-8b-lmsys-openthoughts"
 PAPER_SUBFOLDER = "blocks.19.hook_resid_post"
 

@@ -29,18 +29,18 @@ class _Winners:
     def __init__(self, idx_BK: torch.Tensor, d_sae: int):
         batch, k = idx_BK.shape
         self.idx_BK, self.d_sae, self.batch = idx_BK, d_sae, batch
-        idx_N = idx_BK.reshape(-1)
-        sorted_N, self.order_N = torch.sort(idx_N, stable=True)
+        idx_E = idx_BK.reshape(-1)
+        sorted_E, self.order_E = torch.sort(idx_E, stable=True)
         self.crow = torch.zeros(d_sae + 1, dtype=torch.long, device=idx_BK.device)
-        torch.cumsum(torch.bincount(sorted_N, minlength=d_sae), 0, out=self.crow[1:])
-        self.col = torch.div(self.order_N, k, rounding_mode="floor")  # the token of each winner
+        torch.cumsum(torch.bincount(sorted_E, minlength=d_sae), 0, out=self.crow[1:])
+        self.col = torch.div(self.order_E, k, rounding_mode="floor")  # the token of each winner
 
     def rows_times(self, vals_BK: torch.Tensor, rhs_BD: torch.Tensor, out_FD: torch.Tensor,
                    accumulate: bool = False) -> torch.Tensor:
         """out[f] (+)= sum over the tokens b that picked f of vals[b, f] * rhs[b]; `out` [d_sae, D]."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta state"
-            S_FB = torch.sparse_csr_tensor(self.crow, self.col, vals_BK.reshape(-1)[self.order_N],
+            S_FB = torch.sparse_csr_tensor(self.crow, self.col, vals_BK.reshape(-1)[self.order_E],
                                            (self.d_sae, self.batch), check_invariants=False)
             # into a given output: S @ rhs would zero-fill a fresh one and copy MKL's result over (twice the time)
             return torch.addmm(out_FD, S_FB, rhs_BD, beta=1 if accumulate else 0, out=out_FD)
@@ -48,10 +48,10 @@ class _Winners:
     def dots(self, W_FD: torch.Tensor, rhs_BD: torch.Tensor) -> torch.Tensor:
         """[batch, k]: W[idx[b, j]] . rhs[b] (the gradient of per-sample weights of an embedding bag)."""
         batch, k = self.idx_BK.shape
-        bags_N = torch.arange(batch, device=rhs_BD.device).repeat_interleave(k)
+        bags_E = torch.arange(batch, device=rhs_BD.device).repeat_interleave(k)
         offsets = torch.arange(0, batch * k, k, device=rhs_BD.device)
         return torch.ops.aten._embedding_bag_per_sample_weights_backward(
-            rhs_BD.contiguous(), W_FD, self.idx_BK.reshape(-1), offsets, bags_N, 0, -1).view(batch, k)
+            rhs_BD.contiguous(), W_FD, self.idx_BK.reshape(-1), offsets, bags_E, 0, -1).view(batch, k)
 
     def bias_grad(self, vals_BK: torch.Tensor) -> torch.Tensor:
         return torch.zeros(self.d_sae, dtype=vals_BK.dtype, device=vals_BK.device).index_add_(

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.models.positions import keep_mask
 from reasoning_sae.vocab.vocabulary import word_of
 
 log = logging.getLogger(__name__)
@@ -74,14 +73,14 @@ def widen(mask_BS: torch.Tensor, before: int, after: int) -> torch.Tensor:
 
 def set_masks(ids_BS: torch.Tensor, words: WordForms, window: tuple[int, int], keep_BS: torch.Tensor) -> torch.Tensor:
     """[B, S, 2 + |R|] float masks: D_R^W, D_¬R^W, then D_{r_j}^W for each word, positions outside keep_BS excluded."""
-    per_word = torch.zeros(*ids_BS.shape, len(words.groups), dtype=torch.bool, device=ids_BS.device)
+    words_BSW = torch.zeros(*ids_BS.shape, len(words.groups), dtype=torch.bool, device=ids_BS.device)
     for group, form in words.forms:
-        per_word[..., group] |= occurrences(ids_BS, form.to(ids_BS.device))
-    windows_BSR = torch.stack([widen(per_word[..., g], *window) for g in range(len(words.groups))], dim=-1)
-    windows_BSR &= keep_BS[..., None]
-    positive_BS = windows_BSR.any(-1)
+        words_BSW[..., group] |= occurrences(ids_BS, form.to(ids_BS.device))
+    windows_BSW = torch.stack([widen(words_BSW[..., w], *window) for w in range(len(words.groups))], dim=-1)
+    windows_BSW &= keep_BS[..., None]
+    positive_BS = windows_BSW.any(-1)
     negative_BS = keep_BS & ~positive_BS
-    return torch.cat([positive_BS[..., None], negative_BS[..., None], windows_BSR], dim=-1).float()
+    return torch.cat([positive_BS[..., None], negative_BS[..., None], windows_BSW], dim=-1).float()
 
 
 class ScoreSums(NamedTuple):
@@ -108,16 +107,16 @@ def score_table(sums: ScoreSums, groups: list[str], alpha: float) -> pd.DataFram
         if n == 0:
             log.warning("vocabulary word %r never occurs in the scoring corpus: its mean is taken as 0", word)
     means_MF = sums.sums_MF.double() / counts.clamp(min=1)[:, None]
-    pos_F, neg_F, words_RF = means_MF[0], means_MF[1], means_MF[2:]
-    probs_RF = words_RF / (words_RF.sum(0) + EPS)
-    entropy_F = -torch.special.xlogy(probs_RF, probs_RF).sum(0)
+    pos_F, neg_F, words_WF = means_MF[0], means_MF[1], means_MF[2:]
+    probs_WF = words_WF / (words_WF.sum(0) + EPS)
+    entropy_F = -torch.special.xlogy(probs_WF, probs_WF).sum(0)
     entropy_F = entropy_F / math.log(len(groups)) if len(groups) > 1 else torch.ones_like(entropy_F)
     share_pos_F, share_neg_F = pos_F / (pos_F.sum() + EPS), neg_F / (neg_F.sum() + EPS)
     score_F = share_pos_F * entropy_F.clamp(min=0).pow(alpha) - share_neg_F
     table = pd.DataFrame({
         "reason_score": score_F.numpy(), "share_pos": share_pos_F.numpy(), "share_neg": share_neg_F.numpy(),
         "mean_pos": pos_F.numpy(), "mean_neg": neg_F.numpy(), "entropy": entropy_F.numpy(),
-        **{f"mean_{word}": words_RF[r].numpy() for r, word in enumerate(groups)},
+        **{f"mean_{word}": words_WF[w].numpy() for w, word in enumerate(groups)},
     })
     table.index.name = "feature"
     table["rank"] = table["reason_score"].rank(ascending=False, method="first").astype(np.int64)
@@ -150,20 +149,16 @@ def reason_scores(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[i
     stages drop model.sink_positions, 1 by default: models/positions.py). Returns the score table indexed by feature id."""
     import copy
 
-    from tqdm.auto import tqdm
-
     hook = hook or sae.hook_name(lm)
     words = tokenize_vocabulary(vocabulary, lm.tokenizer)
     if fold_decoder_norm:
         sae = copy.deepcopy(sae)
         sae.fold_decoder_norm()
     sae = sae.to(lm.device)
-    token_ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.long)
     sums = None
-    starts = range(0, len(token_ids), batch_sequences)
-    for start in tqdm(starts, desc="ReasonScore", disable=not progress):
-        ids_BS = token_ids[start : start + batch_sequences].to(lm.device)
-        feats_BSF = sae.encode(lm.activations(ids_BS, hook=hook).float())
-        masks_BSM = set_masks(ids_BS, words, window, keep_mask(ids_BS, ignore_token_ids, sink_positions))
+    for batch in lm.iter_activations(token_ids, hook, batch_sequences, ignore_token_ids, sink_positions,
+                                     "ReasonScore" if progress else None):
+        feats_BSF = sae.encode(batch.acts.float())
+        masks_BSM = set_masks(batch.ids_BS, words, window, batch.keep_BS)
         sums = accumulate(feats_BSF.flatten(0, 1), masks_BSM.flatten(0, 1), sums)
     return score_table(ScoreSums(sums.sums_MF.cpu(), sums.counts_M.cpu()), words.groups, alpha)

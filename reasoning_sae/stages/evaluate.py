@@ -250,7 +250,7 @@ def compute_cell(ctx: Context, cell: Cell) -> dict:
 
 
 def log_wandb(cfg: DictConfig, frame: pd.DataFrame, out: Path) -> None:
-    if cfg.logger.name != "wandb":
+    if not str(cfg.logger.get("_target_", "")).endswith("WandbLogger"):  # the train stage's logger is W&B's
         return
     import wandb
 

@@ -7,6 +7,7 @@ kills and resumes). Lightning checkpoints live in a work directory beside the ar
 checkpoint that resume=true would load is checked to read back."""
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae import config_check
@@ -24,17 +25,17 @@ from reasoning_sae.artifacts import (fingerprint, output_dir, path_fingerprint, 
 from reasoning_sae.errors import UserError
 from reasoning_sae.models import load_lm, model_config, resid_post
 from reasoning_sae.sae.io import CFG
+from reasoning_sae.seeding import seed_run
 from reasoning_sae.settings import Rule, check_setting
 from reasoning_sae.train import history
 from reasoning_sae.train.build import build_sae
 from reasoning_sae.train.config import TrainConfig
-from reasoning_sae.train.evaluate import density_histogram, evaluate_sae
 from reasoning_sae.train.module import NonFiniteTraining, SAEModule
+from reasoning_sae.train.quality import density_histogram, sae_quality
 from reasoning_sae.train.store import ActivationDataModule, rank_batch_size, shard_bounds
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("model", "data", "sae", "trainer")
-LOGGERS = ("wandb", "csv", "none")
 
 
 def validate(cfg: DictConfig) -> TrainConfig:
@@ -49,7 +50,7 @@ def validate(cfg: DictConfig) -> TrainConfig:
         raise UserError(f"model.layer={mc.layer} is out of range: the model has {mc.n_layers} layers, set "
                         f"model.layer to 0-{mc.n_layers - 1}")
     config_check.check(cfg)  # data.context_size, resume, activation_cache, ... (the CLI checked them too)
-    check_setting("logger.name", cfg.logger.name, str, Rule(choices=LOGGERS))
+    logger_class(cfg.logger)
     if tc.init_from and not (Path(tc.init_from) / CFG).is_file():
         raise UserError(f"sae.init_from={tc.init_from} is not an SAE directory (no cfg.json): point it at a trained "
                         f"sae/")
@@ -112,24 +113,32 @@ def inputs(cfg: DictConfig) -> dict[str, str]:
     return ins
 
 
+def logger_class(logger: DictConfig) -> type | None:
+    """The Lightning logger class `logger._target_` names (None: no `_target_`, no logger), or a one-line error."""
+    target = logger.get("_target_")
+    if target is None:
+        return None
+    try:
+        return get_class(target)
+    except Exception as err:  # noqa: BLE001 (Hydra wraps whatever the import raised)
+        raise UserError(f"logger._target_={target!r} cannot be imported ({str(err).strip().splitlines()[0]}): "
+                        f"give a Lightning logger class, as conf/logger/ does, or logger=none") from None
+
+
 def make_logger(cfg: DictConfig, save_dir: Path, run_name: str):
-    """The configured Lightning logger: CSV into `save_dir`, W&B runs under artifacts/<experiment>/logs/wandb."""
-    kind = cfg.logger.name
-    if kind == "none":
+    """The configured Lightning logger (`logger._target_`; False without one). The run fills in what only it knows,
+    where the config leaves it out and the logger takes it: save_dir (the run's work folder), name (the run's name)
+    and config (the resolved config, which W&B records with the run)."""
+    cls = logger_class(cfg.logger)
+    if cls is None:
         return False
-    if kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
-        return CSVLogger(save_dir=str(save_dir), name="csv", version="")
-    if kind == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
-
-        os.environ.setdefault("WANDB_MODE", cfg.logger.mode)  # offline unless the user chose otherwise
-        wandb_dir = stage_dir(cfg, "logs")
-        (wandb_dir / "wandb").mkdir(parents=True, exist_ok=True)
-        return WandbLogger(project=cfg.logger.project, name=run_name, save_dir=str(wandb_dir),
-                           config=OmegaConf.to_container(cfg, resolve=True))
-    raise UserError(f"unknown logger {kind!r}: use wandb, csv or none")
+    run = {"save_dir": str(save_dir), "name": run_name, "config": OmegaConf.to_container(cfg, resolve=True)}
+    params = inspect.signature(cls).parameters
+    any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    logger = instantiate(cfg.logger, _partial_=True)(
+        **{k: v for k, v in run.items() if k not in cfg.logger and (k in params or any_keyword)})
+    Path(logger.save_dir).mkdir(parents=True, exist_ok=True)  # W&B falls back to a temporary folder without it
+    return logger
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -143,10 +152,12 @@ def make_trainer(cfg: DictConfig, tc: TrainConfig, work: Path, logger):
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from reasoning_sae.train.callbacks import BufferLink
+
     checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=checkpoint_every(tc),
                                  save_last=True, save_top_k=1, monitor=None)
     try:
-        callbacks = [checkpoint, *map(instantiate, cfg.callbacks)]
+        callbacks = [checkpoint, BufferLink(), *map(instantiate, cfg.callbacks)]
     except InstantiationException as err:
         reason = str(err).strip().splitlines()[0].split(", set env var HYDRA_FULL_ERROR")[0]
         raise UserError(f"callbacks: {reason}: give Lightning callbacks as "
@@ -214,7 +225,7 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
                 "init": tc.init, "sae_lens_training_version": None, "world_size": world,
                 "batch_size_tokens": tc.batch_size_tokens, "batch_size_tokens_per_rank": rank_batch_size(
                     tc.batch_size_tokens, world), "rank_shards": shard_bounds(len(train_ids), world)}
-    torch.manual_seed(tc.seed)
+    seed_run(tc.seed)
     module = SAEModule(build_sae(tc, lm.d_model, metadata), tc)
     datamodule = ActivationDataModule(lm, train_ids, hook, tc.batch_size_tokens, tc.n_batches_in_buffer,
                                       tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
@@ -231,7 +242,9 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
     if logger:
         logger.log_metrics({f"eval/{k}": v for k, v in summary.items()}, step=tc.total_steps)
         logger.finalize("success")
-        if cfg.logger.name == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        if isinstance(logger, WandbLogger):
             import wandb
 
             wandb.finish()  # a Hydra multirun runs its jobs in one process: one W&B run per job
@@ -241,7 +254,7 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
 def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path, work: Path, hook: str) -> dict:
     sae, stats = module.export()
     sae.save(out / "sae", feature_stats=stats)
-    metrics = evaluate_sae(lm, sae, eval_ids, mc.layer, mc.ignore_token_ids,
+    metrics = sae_quality(lm, sae, eval_ids, mc.layer, mc.ignore_token_ids,
                                                      sink_positions=mc.sink_positions) if len(eval_ids) else {}
     metrics.update({"sparsity/dead_features": int(module.dead_mask_F(whole_run=True).sum()),
                     "details/n_training_tokens": int(module.tokens_seen), "details/steps": tc.total_steps})

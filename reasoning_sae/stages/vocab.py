@@ -10,16 +10,17 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae.artifacts import path_fingerprint, run_stage, stage_dir
 from reasoning_sae.errors import UserError
 from reasoning_sae.figures.vocabulary import STAGE_FIG2, draw_fig2
+from reasoning_sae.models.config import ModelConfig, model_config
 from reasoning_sae.vocab.frequency import frequency_table, top_words
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY, derive_vocabulary, load_vocabulary, save_vocabulary
 
 log = logging.getLogger(__name__)
-CONFIG_KEYS = ("vocab",)
+CONFIG_KEYS = ("vocab", "model")  # model: its think_start / think_end cut the traces
 USES = ("default", "derived")
 
 
@@ -42,8 +43,15 @@ def pairs_path(cfg: DictConfig) -> Path:
     return path
 
 
-def read_pairs(path: Path) -> pd.DataFrame:
-    """Columns reasoning and solution; a trace is cut at its first `</think>` (R1 responses hold both parts)."""
+def thinking_part(reasoning: pd.Series, model: ModelConfig) -> pd.Series:
+    """Each trace up to its first model.think_end (R1 responses hold both parts), without model.think_start."""
+    if model.think_end:
+        reasoning = reasoning.str.split(model.think_end, n=1).str[0]
+    return reasoning.str.replace(model.think_start, "", regex=False) if model.think_start else reasoning
+
+
+def read_pairs(path: Path, model: ModelConfig) -> pd.DataFrame:
+    """Columns reasoning and solution; a trace is cut to its thinking part (`thinking_part`)."""
     if path.suffix == ".parquet":
         pairs = pd.read_parquet(path)
     elif path.suffix in (".jsonl", ".json"):
@@ -53,8 +61,7 @@ def read_pairs(path: Path) -> pd.DataFrame:
     missing = {"reasoning", "solution"} - set(pairs.columns)
     if missing:
         raise UserError(f"{path} lacks the columns {sorted(missing)}: give it columns reasoning and solution")
-    reasoning = pairs["reasoning"].fillna("").astype(str)
-    reasoning = reasoning.str.split("</think>", n=1).str[0].str.replace("<think>", "", regex=False)
+    reasoning = thinking_part(pairs["reasoning"].fillna("").astype(str), model)
     return pd.DataFrame({"reasoning": reasoning, "solution": pairs["solution"].fillna("").astype(str)})
 
 
@@ -84,7 +91,7 @@ def choose_vocabulary(cfg: DictConfig, derived: list[str]) -> tuple[list[str], s
 
 def build(cfg: DictConfig, path: Path, out: Path) -> dict:
     v = cfg.vocab
-    pairs = read_pairs(path)
+    pairs = read_pairs(path, model_config(OmegaConf.to_container(cfg.model, resolve=True)))
     table = frequency_table(pairs["reasoning"], pairs["solution"], top_k=v.top_k,
                             threshold=v.general_frequency_threshold, min_count=v.min_count)
     table.to_parquet(out / "frequencies.parquet", index=False)

@@ -9,7 +9,7 @@ Positions are absolute (prompt / generated are told apart under the KV cache too
 Site (where f_i(x) is read; the update always lands on the residual stream after layer L):
 `resid_post`: x is blocks.L.hook_resid_post, the stream the SAE was trained on (paper v2, DESIGN).
 `mlp_out`:    x is layer L's MLP output (HF: the output of `layers[L].mlp`), as the released code did: it hooked
-              vLLM's decoder layer `output[0]`, which is the MLP output, not resid_post (DIGEST 5.3, 9.2 item 6).
+              vLLM's decoder layer `output[0]`, which is the MLP output, not resid_post (lm_eval/sae_utils.py).
               The HF hook keeps that output (a hook on `layers[L].mlp`) and adds the update at the layer's output,
               where the positions are known: the same as adding it to the MLP output, since resid_post = residual +
               MLP output in Llama-family layers (layers that norm the MLP output before adding it, e.g. Gemma 2,
@@ -55,18 +55,18 @@ def _f_max(sae, features: list[int], f_max) -> list[float]:
 class SteeringVectors:
     """The rank-1 update, engine-independent: the HF hook below and the vLLM hook (reasoning_sae.lm_eval.vllm) share it."""
 
-    def __init__(self, vectors_KD, enc_KD, enc_bias_K, targets_K, b_dec_D, mode: str, site: str = "resid_post"):
-        self.vectors_KD, self.enc_KD, self.enc_bias_K = vectors_KD, enc_KD, enc_bias_K
-        self.targets_K, self.b_dec_D, self.mode, self.site = targets_K, b_dec_D, mode, site
+    def __init__(self, vectors_GD, enc_GD, enc_bias_G, targets_G, b_dec_D, mode: str, site: str = "resid_post"):
+        self.vectors_GD, self.enc_GD, self.enc_bias_G = vectors_GD, enc_GD, enc_bias_G
+        self.targets_G, self.b_dec_D, self.mode, self.site = targets_G, b_dec_D, mode, site
 
-    def update(self, resid_XD: torch.Tensor) -> torch.Tensor:
-        """What to add to the residual stream to steer every feature, with f_i read from rows `resid_XD`
-        ([..., d_model]: resid_post, or the MLP output for site mlp_out)."""
-        coeff_XK = self.targets_K.expand(*resid_XD.shape[:-1], -1).to(resid_XD.dtype)
+    def update(self, resid_BSD: torch.Tensor) -> torch.Tensor:
+        """What to add to the residual stream to steer every feature, with f_i read from `resid_BSD` (resid_post,
+        or the MLP output for site mlp_out; any leading axes work, the last is d_model)."""
+        coeff_BSG = self.targets_G.expand(*resid_BSD.shape[:-1], -1).to(resid_BSD.dtype)
         if self.mode == "clamp":
-            x = resid_XD if self.b_dec_D is None else resid_XD - self.b_dec_D
-            coeff_XK = coeff_XK - torch.relu(x @ self.enc_KD.T + self.enc_bias_K)
-        return coeff_XK @ self.vectors_KD
+            x = resid_BSD if self.b_dec_D is None else resid_BSD - self.b_dec_D
+            coeff_BSG = coeff_BSG - torch.relu(x @ self.enc_GD.T + self.enc_bias_G)
+        return coeff_BSG @ self.vectors_GD
 
 
 class SteeringHook:
@@ -128,8 +128,8 @@ def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[
     with torch.no_grad():
         idx = torch.tensor(features)
         return SteeringVectors(
-            vectors_KD=sae.W_dec[idx].to(device, dtype), enc_KD=sae.W_enc[:, idx].T.to(device, dtype),
-            enc_bias_K=sae.b_enc[idx].to(device, dtype), targets_K=torch.tensor(targets, device=device, dtype=dtype),
+            vectors_GD=sae.W_dec[idx].to(device, dtype), enc_GD=sae.W_enc[:, idx].T.to(device, dtype),
+            enc_bias_G=sae.b_enc[idx].to(device, dtype), targets_G=torch.tensor(targets, device=device, dtype=dtype),
             b_dec_D=sae.b_dec.to(device, dtype) if sae.cfg.apply_b_dec_to_input else None, mode=mode, site=site)
 
 

@@ -1,31 +1,56 @@
 """SAE training settings (the `sae` config group): architecture, initialisation, loss and optimisation.
 
-Every setting declares what it accepts (its type, and a range or a set of names), and `TrainConfig.from_mapping`,
-the path every user-given `sae.*` takes, checks each value against that before anything else runs: a bad value is
-one line naming the setting and what to give instead (reasoning_sae/settings.py)."""
+The defaults are the paper's SAE (sae-lens 5.5.2 with the authors' training/configs/r1-distill-llama-8b.yaml and
+v2's 1B tokens) and the only copy of them: the `sae` group starts from them (config_defaults.py) and conf/sae/*.yaml
+hold only what they change. Every setting declares what it accepts (its type, and a range or a set of names), and
+`TrainConfig.from_mapping`, the path every user-given `sae.*` takes, checks each value against that before anything
+else runs: a bad value is one line naming the setting and what to give instead (reasoning_sae/settings.py). Nothing
+here imports torch, so the CLI composes and checks a command without it."""
 
+import importlib
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, fields
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.sae import ARCHITECTURES
-from reasoning_sae.sae.init import PRESETS
+from reasoning_sae.seeding import MAX_SEED
 from reasoning_sae.settings import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, check_setting, setting
 
 NORMALIZATIONS = ("none", "expected_average_only_in")
 
 
+class RegisteredNames(Container[str]):
+    """The names of a registry that lives in a torch-importing module, read when a value is first checked."""
+
+    def __init__(self, module: str, attribute: str):
+        self.module, self.attribute = module, attribute
+
+    def _names(self) -> Container[str]:
+        return getattr(importlib.import_module(self.module), self.attribute)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+ARCHITECTURE_NAMES = RegisteredNames("reasoning_sae.sae", "ARCHITECTURES")
+INIT_PRESETS = RegisteredNames("reasoning_sae.sae.init", "PRESETS")
+
+
 @dataclass
 class TrainConfig:
-    architecture: str = setting("standard", choices=ARCHITECTURES)
+    architecture: str = setting("standard", choices=ARCHITECTURE_NAMES)
     """SAE architecture: standard (ReLU + decoder-norm-weighted L1) or topk."""
-    init: str = setting("paper", choices=PRESETS)
-    """Initialisation preset: paper (sae-lens 5.5.2 heuristic, positive-orthant rows) or fixed (random directions)."""
+    init: str = setting("paper", choices=INIT_PRESETS)
+    """Initialisation preset: paper (decoder_heuristic_init as sae-lens 5.5.2 did it: uniform [0, 1) rows, so every
+    row points into the positive orthant, W_enc = W_dec^T) or fixed (random directions, SAELens' later fix)."""
     init_decoder_norm: float = setting(0.1, **POSITIVE)
     """Norm of every decoder row at initialisation."""
     init_from: str | None = None
     """An SAE directory (SAELens format) to start from instead of `init`: fine-tuning (stage-wise model diffing)."""
     expansion_factor: int = setting(16, **AT_LEAST_ONE)
-    """d_sae = expansion_factor * d_model unless d_sae is set."""
+    """d_sae = expansion_factor * d_model unless d_sae is set (the paper: 65,536 latents on d_model 4,096)."""
     d_sae: int | None = setting(None, **AT_LEAST_ONE)
     """Number of latents (overrides expansion_factor)."""
     apply_b_dec_to_input: bool = False
@@ -37,7 +62,7 @@ class TrainConfig:
     l1_coefficient: float = setting(5.0, **NON_NEGATIVE)
     """Sparsity penalty lambda (standard)."""
     l1_warm_up_fraction: float = setting(0.05, **FRACTION)
-    """lambda rises linearly from 0 over this share of the steps."""
+    """lambda rises linearly from 0 over this share of the steps (the YAML: l1_warm_up_steps 10,000 of 200,000)."""
     aux_coefficient: float = setting(1 / 32, **NON_NEGATIVE)
     """AuxK loss weight (topk)."""
     lr: float = setting(5e-5, **POSITIVE)
@@ -49,11 +74,12 @@ class TrainConfig:
     lr_warm_up_fraction: float = setting(0.0, **FRACTION)
     """Linear learning-rate warm-up over this share of the steps."""
     lr_decay_fraction: float = setting(0.2, **FRACTION)
-    """Linear decay to 0 over this final share of the steps."""
+    """Linear decay to 0 over this final share of the steps (the YAML: lr_decay_steps 40,000 of 200,000)."""
     grad_clip: float = setting(1.0, **NON_NEGATIVE)
     """Gradient-norm clipping (0: none)."""
     training_tokens: int = setting(1_000_000_000, **AT_LEAST_ONE)
-    """Activation vectors to train on, over all DDP ranks (tokens minus excluded special tokens); v2: 1B."""
+    """Activation vectors to train on, over all DDP ranks (tokens minus excluded special tokens); v2 Sec. 4.1: 1B
+    (244,140 steps); the released YAML: 819,200,000 (sae=released_code)."""
     batch_size_tokens: int = setting(4096, **AT_LEAST_ONE)
     """Activation vectors per optimiser step, over all DDP ranks (each rank trains on its share)."""
     n_batches_in_buffer: int = setting(32, **AT_LEAST_ONE)
@@ -64,16 +90,15 @@ class TrainConfig:
     """A latent silent for this many steps counts as dead (metrics, AuxK)."""
     feature_sampling_window: int = setting(1000, **AT_LEAST_ONE)
     """Steps over which feature density is measured."""
-    dead_feature_threshold: float = setting(1e-4, **FRACTION)
-    """Density below which a latent counts as dead in the density metric."""
-    log_every: int = setting(10, **AT_LEAST_ONE)
+    log_every: int = setting(100, **AT_LEAST_ONE)
     """Steps between metric logs."""
     checkpoint_every: int = setting(0, **NON_NEGATIVE)
-    """Steps between Lightning checkpoints for resume (0: 5 checkpoints over the run)."""
-    eval_sequences: int = setting(32, **NON_NEGATIVE)
-    """Held-out training-corpus sequences for the end-of-training evaluation."""
-    seed: int = setting(42, **NON_NEGATIVE)
-    """Seed of initialisation and buffer shuffling."""
+    """Steps between Lightning checkpoints for resume (0: 5 checkpoints over the run, the YAML's n_checkpoints)."""
+    eval_sequences: int = setting(2048, **NON_NEGATIVE)
+    """Held-out training-corpus sequences for the end-of-training evaluation (the paper: "computed on 2,048
+    sequences of length 1,024")."""
+    seed: int = setting(42, low=0, high=MAX_SEED)
+    """Seed of initialisation and buffer shuffling (the run is seeded with Lightning's seed_everything)."""
 
     def __post_init__(self):
         if self.batch_size_tokens < 1 or self.training_tokens < self.batch_size_tokens:

@@ -10,7 +10,7 @@ import torch
 from reasoning_sae.errors import UserError
 from reasoning_sae.sae import SparseAutoencoder
 from reasoning_sae.train.config import TrainConfig
-from reasoning_sae.train.evaluate import explained_variance_per_token
+from reasoning_sae.train.quality import explained_variance_per_token
 
 
 def lr_factor(step: int, total: int, warm_up: int, decay: int) -> float:
@@ -60,14 +60,22 @@ class SAEModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # --- input scaling -----------------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        if self.cfg.normalize_activations == "none" or self.scaling_factor > 0:
-            return
-        mean_norm = torch.tensor(self.trainer.datamodule.mean_norm(), device=self.device)
-        mean_norm = self.trainer.strategy.reduce(mean_norm, reduce_op="mean")
-        self.scaling_factor.fill_(math.sqrt(self.sae.d_in) / float(mean_norm))
+    @property
+    def needs_input_scale(self) -> bool:
+        """Whether inputs are to be scaled and the scale is not set yet (a resumed run restores it)."""
+        return self.cfg.normalize_activations != "none" and not self.scaling_factor > 0
+
+    def set_input_scale(self, mean_norm: float) -> None:
+        """Scale inputs whose mean L2 norm is `mean_norm` to a mean norm of sqrt(d_in)."""
+        self.scaling_factor.fill_(math.sqrt(self.sae.d_in) / mean_norm)
         if self.cfg.init_from:  # a saved SAE reads raw activations: make it read the scaled ones (same function)
             self.sae.fold_input_scaling(1 / float(self.scaling_factor))
+
+    def on_fit_start(self) -> None:
+        if self.needs_input_scale:
+            raise UserError(f"sae.normalize_activations={self.cfg.normalize_activations} needs the input scale before "
+                            f"training: fit with train.callbacks.BufferLink and a BufferDataModule, call "
+                            f"set_input_scale(mean_norm) first, or set sae.normalize_activations=none")
 
     def scale(self, x_BD: torch.Tensor) -> torch.Tensor:
         x_BD = x_BD.to(self.sae.W_enc.dtype)
@@ -87,7 +95,6 @@ class SAEModule(L.LightningModule):
             raise NonFiniteTraining(f"the SAE loss became non-finite at step {step}: lower sae.lr (now "
                                     f"{self.cfg.lr:g}) and train again", step)
         self._update_feature_stats(out.feats_BF)
-        self.trainer.datamodule.buffer.consumed()
         # As SAELens: the metrics of the step that ends each log_every (Lightning writes its row under that
         # step's number), then the density window restarts after each feature_sampling_window steps.
         if (step + 1) % self.cfg.log_every == 0:

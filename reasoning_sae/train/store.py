@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from reasoning_sae.models import LanguageModel
-from reasoning_sae.models.positions import keep_mask
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +31,11 @@ class LMSource:
         if self.cursor >= len(self.token_ids):
             self.cursor, self.epoch = 0, self.epoch + 1
             log.info("training corpus exhausted: starting pass %d over it", self.epoch + 1)
-        ids_BS = torch.as_tensor(self.token_ids[self.cursor : self.cursor + self.batch_sequences], dtype=torch.long)
-        self.cursor += len(ids_BS)
-        acts_BSD = self.lm.activations(ids_BS, hook=self.hook)
-        keep_BS = keep_mask(ids_BS, self.ignore_token_ids, self.sink_positions).to(acts_BSD.device)
-        return acts_BSD[keep_BS]
+        rows = self.token_ids[self.cursor : self.cursor + self.batch_sequences]
+        self.cursor += len(rows)
+        batch = next(self.lm.iter_activations(rows, self.hook, self.batch_sequences, self.ignore_token_ids,
+                                              self.sink_positions))
+        return batch.acts[batch.keep_BS]
 
     def state_dict(self) -> dict:
         return {"cursor": self.cursor, "epoch": self.epoch}
@@ -144,7 +143,8 @@ class BufferStream(torch.utils.data.IterableDataset):
 
 
 class BufferDataModule(L.LightningDataModule):
-    """What SAEModule needs of a data module: `self.buffer` (a MixingBuffer, set by the subclass) and `mean_norm`."""
+    """What train.callbacks.BufferLink needs of a data module: `self.buffer` (a MixingBuffer, set by the subclass)
+    and `mean_norm`."""
 
     buffer: MixingBuffer | None = None
 

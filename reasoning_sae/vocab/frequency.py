@@ -5,7 +5,7 @@ reference solutions of the same problems; words are ranked by diff = p_think - p
 frequency difference, "similar to" Rayson & Garside 2000 but without their log-likelihood). Words that are
 frequent in general English are filtered, and the top-k of the rest are kept.
 
-Choices the paper leaves open (DIGEST §2.1):
+Choices the paper leaves open (v2 Sec. 3.1):
 - Tokenisation is not stated. Text is lowercased and split by `WORD_PATTERN`, runs of ASCII letters with an
   optional apostrophe suffix ("let's", "don't"), so numbers, LaTeX commands' backslashes and punctuation are
   dropped (`\\frac` counts as "frac").

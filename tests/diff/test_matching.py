@@ -8,6 +8,7 @@ import torch
 from reasoning_sae import UserError
 from reasoning_sae.diff import matching
 from reasoning_sae.diff.activations import encode_features, pair_sums
+from reasoning_sae.models.lm import LanguageModel
 from reasoning_sae.sae import SAEConfig, SparseAutoencoder, initialize
 from tests.helpers import identity_sae
 
@@ -45,7 +46,7 @@ def test_presence_takes_saes_and_checks_its_input():
 def test_chunked_max_cosine_equals_the_full_matrix():
     g = torch.Generator().manual_seed(1)
     a_ND, b_FD = torch.randn(50, 16, generator=g), torch.randn(70, 16, generator=g)
-    full = matching.cosine_NF(a_ND, b_FD).max(dim=1).values
+    full = matching.cosine_GF(a_ND, b_FD).max(dim=1).values
     for chunk in (1, 7, 64, 10_000):
         torch.testing.assert_close(matching.max_cosine(a_ND, b_FD, chunk=chunk), full, atol=1e-6, rtol=0)
     with pytest.raises(UserError, match="positive"):
@@ -63,7 +64,7 @@ def _brute_force(cos_AB: np.ndarray, rows) -> tuple[float, tuple]:
 def test_hungarian_matches_brute_force(seed, similarity):
     g = torch.Generator().manual_seed(seed)
     dec_a, dec_b = torch.randn(5, 6, generator=g), torch.randn(6, 6, generator=g)
-    cos_AB = matching.cosine_NF(dec_a, dec_b).numpy()
+    cos_AB = matching.cosine_GF(dec_a, dec_b).numpy()
     sim_AB = cos_AB if similarity == "cosine" else (dec_a @ dec_b.T).numpy()
     full = matching.assign(dec_a, dec_b, range(5), full=True, similarity=similarity, chunk=4)
     best, cols = _brute_force(sim_AB, range(5))
@@ -109,7 +110,7 @@ def test_dot_is_scipy_on_the_explicit_dot_matrix(full):
     expected = dict(zip(rows.tolist(), cols.tolist()))
     got = matching.assign(dec_a, dec_b, features, full=full, similarity="dot", chunk=6)
     assert got.partners.tolist() == [expected[f if full else i] for i, f in enumerate(features)]
-    np.testing.assert_allclose(got.cosine, matching.cosine_NF(dec_a, dec_b).numpy()[features, got.partners],
+    np.testing.assert_allclose(got.cosine, matching.cosine_GF(dec_a, dec_b).numpy()[features, got.partners],
                                rtol=1e-5, atol=1e-6)
 
 
@@ -126,15 +127,15 @@ def test_similarity_is_validated_and_chunks_give_the_full_matrix():
     g = torch.Generator().manual_seed(2)
     a_ND, b_FD = torch.randn(9, 5, generator=g), torch.randn(23, 5, generator=g)
     for chunk in (1, 4, 23, 100):
-        np.testing.assert_allclose(matching.similarity_NF(a_ND, b_FD, "dot", chunk), (a_ND @ b_FD.T).numpy(),
+        np.testing.assert_allclose(matching.similarity_GF(a_ND, b_FD, "dot", chunk), (a_ND @ b_FD.T).numpy(),
                                    rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(matching.similarity_NF(a_ND, b_FD, "cosine", chunk),
-                                   matching.cosine_NF(a_ND, b_FD).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(matching.similarity_GF(a_ND, b_FD, "cosine", chunk),
+                                   matching.cosine_GF(a_ND, b_FD).numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="unknown diff.crosslayer.similarity 'l2': use dot .* or cosine") as err:
         matching.assign(a_ND, b_FD, [0], similarity="l2")
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="positive"):
-        matching.similarity_NF(a_ND, b_FD, "dot", chunk=0)
+        matching.similarity_GF(a_ND, b_FD, "dot", chunk=0)
 
 
 def test_assignment_finds_a_permutation_and_refuses_bad_requests():
@@ -178,6 +179,8 @@ class _FakeLM:
     def activations(self, ids_BS, hook):
         rows = ids_BS[:, 0] // 1000  # the first token id encodes the sequence index
         return {h: self.acts[h][rows] for h in hook}
+
+    iter_activations = LanguageModel.iter_activations
 
 
 def test_pair_sums_give_the_activation_cosine_over_all_tokens():

@@ -5,8 +5,6 @@ import json
 import logging
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from lm_eval.tasks import TaskManager
@@ -17,70 +15,27 @@ from reasoning_sae.evaluate.grading import FIELD, Grading, score_choice, score_m
 from reasoning_sae.evaluate.verifier import (RELEASED_MODEL, Verifier, VerifierConfig, parse_choice, parse_index,
                                              verifier_for)
 from reasoning_sae.lm_eval import task_dir
-from tests.helpers import shared_data
+from tests.helpers import FakeChatServer, chat_completion, last_message, shared_data
 
 KEY_ENV = "REASONING_SAE_TEST_VERIFIER_KEY"
 
 
-def completion(text: str) -> str:
-    return json.dumps({"id": "x", "object": "chat.completion",
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                    "finish_reason": "stop"}]})
-
-
-class FakeVerifier:
-    """An OpenAI-compatible Chat Completions server on a free local port. It records every request; `script` holds
-    (status, body) answers sent first, in order; after that `judge(prompt)` gives the assistant's text."""
-
-    def __init__(self, judge=lambda prompt: "1"):
-        self.requests: list[dict] = []
-        self.script: list[tuple[int, str]] = []
-        self.judge = judge
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                if self.path != "/v1/chat/completions":
-                    status, text = 404, json.dumps({"error": {"message": f"no route {self.path}"}})
-                elif fake.script:
-                    status, text = fake.script.pop(0)
-                else:
-                    status, text = 200, completion(fake.judge(body["messages"][-1]["content"]))
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def config(self, **overrides) -> dict:
-        return {"base_url": self.url, "api_key_env": KEY_ENV, "backoff": 0.0, **overrides}
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def settings(fake: FakeChatServer, **overrides) -> dict:
+    """benchmark.verifier settings pointing at the fake server."""
+    return {"base_url": fake.url, "api_key_env": KEY_ENV, "backoff": 0.0, **overrides}
 
 
 @pytest.fixture
 def fake(monkeypatch):
     monkeypatch.setenv(KEY_ENV, "sk-test-123")
     monkeypatch.delenv("PROCESSOR", raising=False)
-    server = FakeVerifier()
+    server = FakeChatServer(lambda body: "1")  # a verifier saying: the attempt matches option 1
     yield server
     server.close()
 
 
-def verifier(fake: FakeVerifier, **overrides) -> Verifier:
-    return Verifier(VerifierConfig.from_mapping(fake.config(**overrides)))
+def verifier(fake: FakeChatServer, **overrides) -> Verifier:
+    return Verifier(VerifierConfig.from_mapping(settings(fake, **overrides)))
 
 
 def attempt_and_options(prompt: str) -> tuple[str, str]:
@@ -102,7 +57,7 @@ def test_a_verdict_is_one_released_request_and_is_cached(fake):
     assert (body["model"], body["temperature"], body["max_tokens"]) == (RELEASED_MODEL, 0.5, 1024)
     assert len(body["messages"]) == 1 and body["messages"][0]["role"] == "user"
     assert attempt_and_options(body["messages"][0]["content"]) == ("['\\frac{1}{2}']", "0.5")
-    fake.judge = lambda prompt: "-1"
+    fake.reply = lambda body: "-1"
     assert v.equivalent("What is 1/2?", "\\frac{1}{2}", "0.25") is False
     assert v.equivalent("Another question", "\\frac{1}{2}", "0.5") is False  # the cache is per question too
     assert len(fake.requests) == 3
@@ -126,7 +81,7 @@ def test_persistent_server_errors_and_bad_keys_are_one_line_user_errors(fake):
 
 
 def test_a_malformed_verdict_is_asked_again(fake):
-    fake.script = [(200, completion("These look the same to me.")), (200, completion("**1**"))]
+    fake.script = [(200, chat_completion("These look the same to me.")), (200, chat_completion("**1**"))]
     assert verifier(fake).equivalent("q", "\\frac{1}{2}", "1/2") is True
     assert len(fake.requests) == 2
 
@@ -134,21 +89,21 @@ def test_a_malformed_verdict_is_asked_again(fake):
 def test_unparseable_verdicts_and_server_errors_wait_backoff_times_two_to_the_attempt(fake, monkeypatch):
     waits = []
     monkeypatch.setattr("time.sleep", waits.append)
-    fake.script = [(200, completion("unsure")), (200, completion("still unsure")), (200, completion("1"))]
+    fake.script = [(200, chat_completion(text)) for text in ("unsure", "still unsure", "1")]
     assert verifier(fake, retries=3, backoff=1.0).equivalent("q", "3", "x=3") is True
     assert waits == [1.0, 2.0] and len(fake.requests) == 3
     waits.clear()
-    fake.judge = lambda prompt: "no idea"
+    fake.reply = lambda body: "no idea"
     assert verifier(fake, retries=1, backoff=0.5).equivalent("q", "3", "x=4") is None
     assert waits == [0.5]
     waits.clear()
-    fake.script = [(502, "bad gateway"), (200, completion("-1"))]  # a transport retry inside one verdict attempt
+    fake.script = [(502, "bad gateway"), (200, chat_completion("-1"))]  # a transport retry inside one verdict attempt
     assert verifier(fake, retries=2, backoff=0.25).equivalent("q", "3", "x=5") is False
     assert waits == [0.25]
 
 
 def test_no_parseable_verdict_keeps_the_answer_as_it_is(fake, caplog):
-    fake.judge = lambda prompt: "Option 1 or option 2, hard to say."
+    fake.reply = lambda body: "Option 1 or option 2, hard to say."
     v = verifier(fake, retries=2)
     with caplog.at_level(logging.WARNING):
         assert v.equivalent("q", "\\frac{1}{2}", "1/2") is None
@@ -209,9 +164,9 @@ def test_settings_must_be_complete_before_anything_runs(monkeypatch):
     assert Grading.from_settings("llm", {"api_key_env": None}).verifier.api_key_env is None  # a keyless local server
 
 
-def judge_math(prompt: str) -> str:
+def judge_math(body: dict) -> str:
     """A cooperative verifier: equivalent when the attempt's value equals the only option's."""
-    options, attempt = attempt_and_options(prompt)
+    options, attempt = attempt_and_options(last_message(body))
     value = lambda s: eval(re.sub(r"\\d?frac\{(\d+)\}\{(\d+)\}", r"(\1/\2)", s).strip("[]'"))  # noqa: E731
     try:
         return "1" if abs(value(options) - value(attempt)) < 1e-9 else "-1"
@@ -220,10 +175,10 @@ def judge_math(prompt: str) -> str:
 
 
 def test_llm_grading_reaches_the_math500_task_on_real_answers(fake):
-    fake.judge = judge_math
+    fake.reply = judge_math
     path = shared_data("math500/test.jsonl")
     manager = TaskManager(include_path=str(task_dir()), include_defaults=False)
-    config = task_config("math500", local_path=path, grading="llm", verifier=fake.config())
+    config = task_config("math500", local_path=path, grading="llm", verifier=settings(fake))
     assert config["dataset_kwargs"]["verifier"]["api_key_env"] == KEY_ENV
     task = manager.load([config])["tasks"]["math500"]
     docs = [d for d in task.eval_docs if re.fullmatch(r"\\frac\{\d+\}\{(2|4|5|8)\}", d["answer"])][:4]
@@ -241,7 +196,7 @@ def test_llm_grading_reaches_the_math500_task_on_real_answers(fake):
 def test_integer_answers_need_no_verifier(fake):
     path = shared_data("aime24/test.jsonl")
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    grading = Grading.from_settings("llm", fake.config()).to_json()
+    grading = Grading.from_settings("llm", settings(fake)).to_json()
     for row in rows:
         doc = {**row, FIELD: grading}
         assert score_math(doc, [f"\\boxed{{{int(row['answer'])}}}", "\\boxed{1000}"]).correct == (True, False)
@@ -251,9 +206,9 @@ def test_integer_answers_need_no_verifier(fake):
 def test_llm_reads_the_gpqa_letter_when_the_answer_is_not_one(fake):
     path = shared_data("gpqa_diamond/gpqa_diamond.csv")
     manager = TaskManager(include_path=str(task_dir()), include_defaults=False)
-    config = task_config("gpqa_diamond_openai", local_path=path, grading="llm", verifier=fake.config())
+    config = task_config("gpqa_diamond_openai", local_path=path, grading="llm", verifier=settings(fake))
     docs = list(manager.load([config])["tasks"]["gpqa_diamond_openai"].eval_docs)[:3]
-    fake.judge = lambda prompt: next(d["answer"] for d in docs if d["Question"] in prompt)
+    fake.reply = lambda body: next(d["answer"] for d in docs if d["Question"] in last_message(body))
     for doc in docs:
         correct = doc["choice" + str("ABCD".index(doc["answer"]) + 1)]
         assert score_choice(doc, [f"Answer: {doc['answer']}"]).pass_at_1 == 1.0  # a letter: no request
@@ -263,11 +218,11 @@ def test_llm_reads_the_gpqa_letter_when_the_answer_is_not_one(fake):
     assert f"Question: {docs[0]['Question']}\nAnswer Choices:\n(A) {docs[0]['choice1']}\n" in prompt
     first = docs[0][f"choice{'ABCD'.index(docs[0]['answer']) + 1}"]
     assert prompt.endswith(f"Attempt: ... so the answer is: {first}")
-    fake.judge = lambda prompt: "-1"
+    fake.reply = lambda body: "-1"
     assert score_choice(docs[1], ["I would not pick any of these."]).answers == ("None",)
 
 
 def test_one_verifier_per_setting_for_the_process(fake):
-    config = VerifierConfig.from_mapping(fake.config())
-    assert verifier_for(config) is verifier_for(VerifierConfig.from_mapping(fake.config()))
-    assert verifier_for(config) is not verifier_for(VerifierConfig.from_mapping(fake.config(temperature=0.0)))
+    config = VerifierConfig.from_mapping(settings(fake))
+    assert verifier_for(config) is verifier_for(VerifierConfig.from_mapping(settings(fake)))
+    assert verifier_for(config) is not verifier_for(VerifierConfig.from_mapping(settings(fake, temperature=0.0)))

@@ -7,6 +7,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from reasoning_sae import UserError
 from reasoning_sae.interpret.features import feature_records, logit_effects
+from reasoning_sae.models.lm import LanguageModel
 from tests.helpers import identity_sae
 
 HOOK = "blocks.0.hook_resid_post"
@@ -38,6 +39,8 @@ class FakeLM:
 
     def activations(self, ids_BS, hook):
         return self.embedding[ids_BS]
+
+    iter_activations = LanguageModel.iter_activations
 
 
 def lm_with(values: dict[int, list[float]], n_tokens: int) -> FakeLM:

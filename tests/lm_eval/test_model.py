@@ -2,6 +2,7 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from lm_eval.api.instance import Instance
@@ -10,7 +11,8 @@ from lm_eval.models.huggingface import HFLM
 from reasoning_sae import UserError
 from reasoning_sae.lm_eval import task_dir
 from reasoning_sae.lm_eval.__main__ import with_our_tasks
-from reasoning_sae.lm_eval.model import SteeredLM, read_ban
+from reasoning_sae.lm_eval.model import SteeredLM, read_ban, think_end_id
+from reasoning_sae.models import ModelConfig
 from reasoning_sae.steering import SteeringHook, steer
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY, save_vocabulary
 from tests.helpers import random_sae
@@ -48,6 +50,17 @@ def test_unsteered_model_is_lm_evals_hf_model(smollm2):
     baseline = SteeredLM(pretrained=smollm2, batch_size=1)
     plain = HFLM(pretrained=smollm2.model, tokenizer=smollm2.tokenizer, batch_size=1)
     assert baseline.generate_until(_requests(smollm2, questions)) == plain.generate_until(_requests(smollm2, questions))
+    # thinking ends where the model's config says: </think>, plain text (several tokens) for SmolLM2
+    assert (baseline.think_end, baseline.think_end_id) == (smollm2.config.think_end, None) == ("</think>", None)
+
+
+def test_think_end_id_is_the_configured_id_else_the_tokenizers_single_token():
+    tokenizer = SimpleNamespace(unk_token_id=0, convert_tokens_to_ids=lambda t: {"</think>": 7, "<end>": 9}.get(t, 0))
+    assert think_end_id(tokenizer, ModelConfig("m", think_end="</think>")) == 7
+    assert think_end_id(tokenizer, ModelConfig("m", think_end="<end>")) == 9
+    assert think_end_id(tokenizer, ModelConfig("m", think_end="</think>", think_end_token_id=128014)) == 128014
+    assert think_end_id(tokenizer, ModelConfig("m", think_end="<several tokens>")) is None  # unknown: the unk id
+    assert think_end_id(tokenizer, ModelConfig("m", think_end=None)) is None
 
 
 @pytest.mark.parametrize("args, message", [

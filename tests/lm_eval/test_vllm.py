@@ -156,6 +156,7 @@ def test_word_ban_while_thinking_bans_what_the_hf_engine_bans(steered_vllm, hf_l
     free = _vllm_greedy(steered_vllm({}), prompts, new_tokens)
     words = sorted({w.strip(".,!?") for tokens, _ in free for w in hf_lm.tokenizer.decode(tokens).split()[1:4]} - {""})
     model = steered_vllm({}, ban="+".join(words), ban_scope="thinking")
+    assert (model.think_end, model.think_end_id) == ("</think>", None)  # the demo config's: several tokens
     sequences = banned_sequences(hf_lm.tokenizer, words)
     banned = _vllm_greedy(model, prompts, new_tokens)
     hf = []

@@ -85,7 +85,7 @@ def test_positions_mask_prompt_and_generated_tokens_of_a_flattened_batch():
         slot.load(steering_vectors(sae, 4, gamma=1.0, f_max=1.0), kind)
         slot.count_tokens = True
         slot.prepare(torch.cat([positions, torch.tensor([0, 0])]), lengths)  # two padding rows
-        assert slot.mask_T[:7].tolist() == [*expected, 0, 0]
+        assert slot.mask_N[:7].tolist() == [*expected, 0, 0]
         assert slot.counts == {"prompt": sum(expected[i] for i in (0, 1, 2, 4)), "generated": expected[3],
                                "unsteered": 5 - sum(expected)}
 

@@ -1,8 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
 from reasoning_sae import UserError, load_lm
 from reasoning_sae.models import LanguageModel
+from reasoning_sae.models.lm import ActivationBatch
 
 
 def _hidden_states(lm: LanguageModel, ids):
@@ -60,6 +62,43 @@ def test_resid_post_equals_hf_on_tiny_random_llama(tiny_llama_dir):
         torch.testing.assert_close(lm.activations(ids, hook=f"blocks.{layer}.hook_resid_post"),
                                    hidden[layer + 1], atol=1e-5, rtol=0)
     torch.testing.assert_close(lm.activations(ids, hook="blocks.0.hook_resid_pre"), hidden[0], atol=1e-5, rtol=0)
+
+
+def _tiny_ids():
+    ids = np.random.default_rng(0).integers(3, 1000, size=(5, 7))
+    ids[1, 3], ids[4, 5] = 2, 1  # special tokens
+    return ids
+
+
+def test_iter_activations_batches_in_order_with_keep_masks(tiny_llama_dir):
+    lm = load_lm(str(tiny_llama_dir), device="cpu")
+    ids = _tiny_ids()
+    hooks = ["blocks.1.hook_resid_post", "blocks.0.hook_resid_pre"]
+    batches = list(lm.iter_activations(ids, hooks, 2, ignore_token_ids=[1, 2], sink_positions=1))
+    assert isinstance(batches[0], ActivationBatch) and batches[0]._fields == ("start", "ids_BS", "keep_BS", "acts")
+    assert [b.start for b in batches] == [0, 2, 4] and [len(b.ids_BS) for b in batches] == [2, 2, 1]
+    assert all(b.ids_BS.dtype == torch.long and b.keep_BS.dtype == torch.bool for b in batches)
+    assert torch.cat([b.ids_BS for b in batches]).tolist() == ids.tolist()
+    keep = ~torch.isin(torch.as_tensor(ids), torch.tensor([1, 2]))
+    keep[:, 0] = False
+    assert torch.cat([b.keep_BS for b in batches]).tolist() == keep.tolist()
+    whole = lm.activations(ids, hook=hooks)
+    for b in batches:
+        assert list(b.acts) == hooks
+        for hook in hooks:
+            torch.testing.assert_close(b.acts[hook], whole[hook][b.start : b.start + len(b.ids_BS)], atol=1e-5, rtol=0)
+
+
+def test_iter_activations_one_hook_gives_the_tensor_of_activations(tiny_llama_dir, capsys):
+    lm = load_lm(str(tiny_llama_dir), device="cpu")
+    ids = _tiny_ids()
+    (batch,) = lm.iter_activations(ids.tolist(), "blocks.0.hook_resid_post", 8, progress="reading")
+    assert torch.equal(batch.acts, lm.activations(ids, hook="blocks.0.hook_resid_post"))
+    assert batch.keep_BS.all() and "reading" in capsys.readouterr().err
+    list(lm.iter_activations(torch.as_tensor(ids), "blocks.0.hook_resid_post", 8))
+    assert capsys.readouterr().err == ""  # no progress bar unless asked
+    with pytest.raises(UserError, match="batch_sequences=0"):
+        next(lm.iter_activations(ids, "blocks.0.hook_resid_post", 0))
 
 
 def test_attention_mask_is_respected(smollm2):

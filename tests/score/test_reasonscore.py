@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from reasoning_sae import SAEConfig, SparseAutoencoder, UserError
+from reasoning_sae.models.lm import LanguageModel
 from reasoning_sae.score import reason_scores, top_features
 from tests.helpers import identity_sae
 
@@ -34,6 +35,8 @@ class FakeLM:
 
     def activations(self, ids_BS, hook):
         return self.embedding[ids_BS]
+
+    iter_activations = LanguageModel.iter_activations
 
 
 def score(lm, sae, ids, vocabulary, **kwargs):

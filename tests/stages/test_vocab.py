@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from reasoning_sae import UserError
+from reasoning_sae.models import ModelConfig
 from reasoning_sae.stages import corpus, vocab
 from reasoning_sae.vocab import DEFAULT_VOCABULARY, load_vocabulary
 
@@ -55,6 +56,14 @@ def test_local_pairs_file(compose, tmp_path):
     table = pd.read_parquet(out / "frequencies.parquet").set_index("word")
     assert table.loc["wait", "count_think"] == 10 and "think" not in table.index and "so" not in table.index
     assert table.index[table["kept"]].tolist() == ["wait", "check", "hmm"]
+
+
+def test_traces_are_cut_at_the_models_think_markers():
+    traces = pd.Series(["<think>Hmm, wait.</think>So 2.", "<r>Wait.</r>Done. <think>", "no markers"])
+    assert vocab.thinking_part(traces, ModelConfig("m")).tolist() == ["Hmm, wait.", "<r>Wait.</r>Done. ", "no markers"]
+    assert vocab.thinking_part(traces, ModelConfig("m", think_start="<r>", think_end="</r>")).tolist() == [
+        "<think>Hmm, wait.</think>So 2.", "Wait.", "no markers"]
+    assert vocab.thinking_part(traces, ModelConfig("m", think_start=None, think_end=None)).tolist() == traces.tolist()
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -92,4 +92,4 @@ def test_sae_for_another_model_or_without_f_max(smollm2):
     with pytest.raises(UserError, match="no f_max"), steer(smollm2, sae, feature=1):
         pass
     with steer(smollm2, sae, feature=1, f_max=2.0) as hook:
-        assert hook.vectors.targets_K.tolist() == [4.0]
+        assert hook.vectors.targets_G.tolist() == [4.0]

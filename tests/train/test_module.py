@@ -80,7 +80,7 @@ def test_dead_latents_in_the_window_and_in_the_whole_run():
 
 
 def test_explained_variance_flavours():
-    from reasoning_sae.train.evaluate import (
+    from reasoning_sae.train.quality import (
         explained_variance_per_dim,
         explained_variance_per_token,
         explained_variance_pooled,

@@ -1,4 +1,4 @@
-"""End-of-training evaluation on held-out corpus sequences: reconstruction (MSE, explained variance, L0) and the
+"""End-of-training SAE quality on held-out corpus sequences: reconstruction (MSE, explained variance, L0) and the
 downstream cost of splicing the SAE into the LM (CE loss, KL to the clean model, loss recovered against
 zero-ablation), plus the feature-density histogram."""
 
@@ -10,8 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reasoning_sae.models import LanguageModel
-from reasoning_sae.models.positions import keep_mask
+from reasoning_sae.models import LanguageModel, resid_post
 from reasoning_sae.sae import SparseAutoencoder
 
 
@@ -67,17 +66,16 @@ def _ce_and_logprobs(lm: LanguageModel, ids_BS: torch.Tensor):
 
 
 @torch.inference_mode()
-def evaluate_sae(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarray, layer: int, ignore_token_ids,
-                 batch_sequences: int = 4, sink_positions: int = 0) -> dict[str, float]:
+def sae_quality(lm: LanguageModel, sae: SparseAutoencoder, token_ids: np.ndarray, layer: int, ignore_token_ids,
+                batch_sequences: int = 4, sink_positions: int = 0) -> dict[str, float]:
     """The SAE is read and spliced in only where it was trained: not at special tokens or sink positions."""
     sae = sae.to(lm.device)
     sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "kl_sae": 0.0, "kl_zero": 0.0, "n_pred": 0,
             "sq_err": 0.0, "var": 0.0, "l0": 0.0, "n_tok": 0}
     acts, sq_err_D = [], None
-    for start in range(0, len(token_ids), batch_sequences):
-        ids_BS = torch.as_tensor(token_ids[start : start + batch_sequences], dtype=torch.long, device=lm.device)
-        keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
-        x_ND = lm.activations(ids_BS, hook=f"blocks.{layer}.hook_resid_post")[keep_BS].float()
+    for batch in lm.iter_activations(token_ids, resid_post(layer), batch_sequences, ignore_token_ids, sink_positions):
+        ids_BS, keep_BS = batch.ids_BS, batch.keep_BS
+        x_ND = batch.acts[keep_BS].float()
         feats_NF = sae.encode(x_ND)
         sq_err_ND = (sae.decode(feats_NF) - x_ND).pow(2)
         sums["sq_err"] += exact_sum(sq_err_ND.sum(-1))
