@@ -9,7 +9,6 @@ import functools
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -254,10 +253,12 @@ def log_wandb(cfg: DictConfig, frame: pd.DataFrame, out: Path) -> None:
         return
     import wandb
 
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
     wandb_dir = stage_dir(cfg, "logs")
     wandb_dir.mkdir(parents=True, exist_ok=True)
+    # the mode goes to init, not os.environ: wandb reads its environment once per process, and in `reproduce` the
+    # train stage's run came first
     run = wandb.init(project=cfg.logger.project, name=f"evaluate-{cfg.experiment_name}", dir=str(wandb_dir),
+                     mode=cfg.logger.get("mode", "offline"),
                      config=OmegaConf.to_container(cfg, resolve=True), job_type="evaluate", reinit="finish_previous")
     run.log({"evaluate/results": wandb.Table(dataframe=frame)})
     for record in frame.to_dict("records"):

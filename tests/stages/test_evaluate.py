@@ -195,3 +195,23 @@ def test_the_grid_on_vllm_gives_the_hf_tables_from_one_engine_and_caches_its_cel
     fewer = evaluate.run(compose("evaluate", (*base, "benchmark.engine=vllm", "benchmark.word_ban.enabled=false")))
     assert set(pd.read_csv(fewer / "results.csv")["label"]) == {"baseline", f"f{top}_g2"}
     assert len(started) == 3 and all(p.stat().st_mtime_ns == t for p, t in before.items())  # cached: no engine
+
+
+def test_evaluate_logs_to_wandb_offline_after_a_train_run_in_the_same_process(compose, tmp_path, monkeypatch):
+    """`reproduce` runs train (a W&B run through Lightning) and evaluate in one process: wandb reads its environment
+    once, so the evaluate run must get its offline mode from the config, not from os.environ (no login asked)."""
+    import pandas as pd
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    from reasoning_sae.stages.evaluate import log_wandb
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = compose("evaluate", ("logger=wandb",))
+    train_run = WandbLogger(project="reasoning-sae", save_dir=str(tmp_path), mode="offline", name="train")
+    train_run.experiment.log({"loss": 1.0})
+    wandb.finish()
+    frame = pd.DataFrame([{"task": "t", "label": "baseline", "metric": "pass@1", "value": 0.5}])
+    log_wandb(cfg, frame, tmp_path)
+    assert list((tmp_path / "artifacts" / "demo" / "logs" / "wandb").glob("offline-run-*"))
