@@ -15,11 +15,17 @@ class Cell(NamedTuple):
     features: tuple[int, ...] = ()  # () = no steering
     gamma: float | None = None
     ban: str | None = None          # None, "reason" (the vocabulary) or "random-<seed>"
+    vector: str | None = None       # a steering vector in place of SAE features: "diffmean" (the score stage's)
+    force: int | None = None        # budget forcing (s1): the minimum thinking length in tokens
 
     @property
     def label(self) -> str:
         if self.ban:
             return f"ban-{self.ban}"
+        if self.vector:
+            return f"{self.vector}_g{self.gamma:g}"
+        if self.force is not None:
+            return f"force-{self.force}"
         if not self.features:
             return "baseline"
         return f"f{'+'.join(map(str, self.features))}_g{self.gamma:g}"
@@ -29,7 +35,16 @@ class Cell(NamedTuple):
         """The row name in the results tables (the paper's first column)."""
         if self.ban:
             return {"reason": "Reason (ban R)"}.get(self.ban, f"Random ({self.ban})")
+        if self.vector:
+            return f"{VECTOR_ROWS.get(self.vector, self.vector)} γ={self.gamma:g}"
+        if self.force is not None:
+            return "Budget forcing"
         return "No steering" if not self.features else f"#{'+'.join(map(str, self.features))} γ={self.gamma:g}"
+
+
+VECTOR_ROWS = {"diffmean": "DiffMean"}
+# Fields added after the first cells were cached: left out of a cell's key while unset, so old cells keep theirs.
+LATER_FIELDS = ("vector", "force")
 
 
 def feature_sets(features: Sequence) -> list[tuple[int, ...]]:
@@ -45,12 +60,15 @@ def feature_sets(features: Sequence) -> list[tuple[int, ...]]:
 
 
 def grid(tasks: Sequence[str], features: Sequence, gammas: Sequence[float], baseline: bool = True,
-         ban_seeds: Sequence[int] | None = None) -> list[Cell]:
-    """Baseline (optional) + features x gammas for every task, then the word-ban cells when asked for."""
+         ban_seeds: Sequence[int] | None = None, vectors: Sequence[str] = (), force: int | None = None) -> list[Cell]:
+    """Baseline (optional) + features x gammas for every task, then the steering-vector cells (vectors x gammas)
+    and budget forcing (minimum thinking length `force`) when asked for, then the word-ban cells."""
     cells = []
     for task in tasks:
         cells += [Cell(task)] if baseline else []
         cells += [Cell(task, f, float(g)) for f in feature_sets(features) for g in gammas]
+        cells += [Cell(task, gamma=float(g), vector=v) for v in vectors for g in gammas]
+        cells += [Cell(task, force=int(force))] if force is not None else []
         if ban_seeds is not None:
             cells += [Cell(task, ban="reason"), *(Cell(task, ban=f"random-{s}") for s in ban_seeds)]
     return list(dict.fromkeys(cells))
@@ -58,5 +76,6 @@ def grid(tasks: Sequence[str], features: Sequence, gammas: Sequence[float], base
 
 def cell_key(cell: Cell, context: dict) -> str:
     """`<label>-<hash>`: the hash covers the cell and `context` (model, SAE, f_max, generation settings...)."""
-    blob = json.dumps({"cell": cell._asdict(), **context}, sort_keys=True, default=str)
+    fields = {k: v for k, v in cell._asdict().items() if v is not None or k not in LATER_FIELDS}
+    blob = json.dumps({"cell": fields, **context}, sort_keys=True, default=str)
     return f"{cell.label}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"

@@ -1,6 +1,7 @@
 """Run one evaluation cell through lm-eval's `simple_evaluate` and write lm-eval's own result and sample files,
 plus `metrics.json`: lm-eval's metrics (pass@1, maj@k) with thinking length and reasoning-word rates added."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -53,18 +54,26 @@ def load_cell(path: Path) -> dict:
     return json.loads((path / "metrics.json").read_text())
 
 
+@functools.cache
+def task_manager(include_path: str):
+    """lm-eval's TaskManager indexes every task YAML it ships (7-8 s on 2 cores): built once per process, not per
+    cell."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_path)
+
+
 def evaluate_cell(model, cell: Cell, task_spec, vocabulary, out: Path, *, limit, seed: int, batch_size,
                   apply_chat_template: bool = True) -> dict:
     """simple_evaluate `model` (an lm-eval LM of lm_eval.model or .vllm: it has `think_end`) on one task and save
     everything under `out`."""
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     from reasoning_sae.lm_eval import task_dir
 
     results = simple_evaluate(
         model=model, tasks=[task_spec], limit=limit, log_samples=True, apply_chat_template=apply_chat_template,
-        task_manager=TaskManager(include_path=str(task_dir())), batch_size=batch_size, random_seed=seed,
+        task_manager=task_manager(str(task_dir())), batch_size=batch_size, random_seed=seed,
         numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
     metrics = cell_metrics(results, model.tokenizer, vocabulary, model.think_end)
     save_cell(results, metrics, cell, out)

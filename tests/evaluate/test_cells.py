@@ -27,3 +27,20 @@ def test_cell_keys_change_with_anything_that_changes_the_result():
     assert cell_key(cell, {"seed": 1}) != cell_key(cell, {"seed": 2})
     assert cell_key(cell, {"seed": 1}) != cell_key(Cell("a", (1,), 3.0), {"seed": 1})
     assert cell_key(cell, {}).startswith("f1_g2-")
+
+
+def test_later_fields_leave_old_keys_alone_and_name_their_rows():
+    """A cell without a steering vector or budget forcing hashes as before those fields existed."""
+    import hashlib
+    import json
+
+    context = {"model": "m", "seed": 0}
+    old = {"task": "t", "features": [3], "gamma": 2.0, "ban": None}
+    digest = hashlib.sha256(json.dumps({"cell": old, **context}, sort_keys=True).encode()).hexdigest()[:12]
+    assert cell_key(Cell("t", (3,), 2.0), context) == f"f3_g2-{digest}"
+    diffmean, forced = Cell("t", gamma=2.0, vector="diffmean"), Cell("t", force=96)
+    assert (diffmean.label, diffmean.row) == ("diffmean_g2", "DiffMean γ=2")
+    assert (forced.label, forced.row) == ("force-96", "Budget forcing")
+    assert len({cell_key(c, context) for c in (diffmean, forced, Cell("t"))}) == 3
+    cells = grid(["t"], [3], [2.0], True, [0], vectors=["diffmean"], force=96)
+    assert [c.label for c in cells] == ["baseline", "f3_g2", "diffmean_g2", "force-96", "ban-reason", "ban-random-0"]
