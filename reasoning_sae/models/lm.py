@@ -43,6 +43,8 @@ class LanguageModel:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
+        self.activation_cache = None
+        """An `ActivationCache` that `iter_activations` reads and fills (None: always run the model)."""
         self._check_shape()
 
     @property
@@ -125,13 +127,30 @@ class LanguageModel:
         batch with its keep mask. `progress`, when given, is the description of a progress bar over the batches."""
         if batch_sequences < 1:
             raise UserError(f"batch_sequences={batch_sequences}: read at least 1 sequence per forward pass")
+        cache, key, kept = self.activation_cache if isinstance(hooks, str) else None, None, None
+        if cache is not None:
+            ids_NS = np.asarray(token_ids.cpu() if isinstance(token_ids, torch.Tensor) else token_ids)
+            if cache.fits(ids_NS.size * self.d_model, self.dtype):
+                key = cache.key(self, ids_NS, hooks, batch_sequences)
+                if not cache.path(key).is_file():
+                    kept = torch.empty((*ids_NS.shape, self.d_model), dtype=self.dtype)
+            else:
+                cache = None
         starts = range(0, len(token_ids), batch_sequences)
         for start in tqdm(starts, desc=progress, disable=progress is None):
             rows = token_ids[start : start + batch_sequences]
             rows = rows if isinstance(rows, torch.Tensor) else np.asarray(rows)
             ids_BS = torch.as_tensor(rows, dtype=torch.long, device=self.device)
             keep_BS = keep_mask(ids_BS, ignore_token_ids, sink_positions)
-            yield ActivationBatch(start, ids_BS, keep_BS, self.activations(ids_BS, hook=hooks))
+            if cache is not None and kept is None:
+                acts = cache.read(key, start, start + len(ids_BS), self.device)
+            else:
+                acts = self.activations(ids_BS, hook=hooks)
+                if kept is not None:
+                    kept[start : start + len(ids_BS)] = acts.cpu()
+            yield ActivationBatch(start, ids_BS, keep_BS, acts)
+        if kept is not None:
+            cache.write(key, kept)
 
     def _capture(self, point: HookPoint, into: dict):
         layer = self.layers[point.layer]
