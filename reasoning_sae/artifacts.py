@@ -27,6 +27,7 @@ from reasoning_sae.publish import atomic_dir, clean_stale, stage_lock
 log = logging.getLogger(__name__)
 META = "meta.json"
 TOP_FEATURES, SCORES, F_MAX, TRAIN_SAE = "top_features.json", "scores.parquet", "f_max.json", "sae"
+DIFFMEAN = "diffmean.safetensors"  # the score stage's DiffMean steering vector (score/diffmean.py)
 HUB_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "REASONING_SAE_CACHE", "XDG_CACHE_HOME")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +40,14 @@ def experiment_dir(cfg: DictConfig) -> Path:
 def stage_dir(cfg: DictConfig, stage: str) -> Path:
     """Where a stage's artifact lives (and where later stages read it)."""
     return experiment_dir(cfg) / stage
+
+
+def activation_cache(cfg: DictConfig):
+    """The experiment's `activation-cache/` (models.activation_cache), or None when reuse_activations_gb is 0."""
+    from reasoning_sae.models.activation_cache import ActivationCache
+
+    limit = float(cfg.reuse_activations_gb) * 2**30
+    return ActivationCache(experiment_dir(cfg) / "activation-cache", int(limit)) if limit > 0 else None
 
 
 def has_artifact(stage_path: Path, name: str = "") -> bool:
@@ -266,6 +275,21 @@ def read_scores(where: DictConfig | Path | str):
     return pd.read_parquet(artifact(where, "score", SCORES))
 
 
+def read_diffmean(where: DictConfig | Path | str):
+    """The score stage's DiffMean vector as (path, vector [d_model] float32 numpy, metadata: hook, tokens_pos,
+    tokens_neg); a score artifact written before DiffMean existed is a UserError naming the rebuild."""
+    from safetensors import safe_open
+
+    from reasoning_sae.errors import UserError
+
+    path = artifact(where, "score")
+    if not (path / DIFFMEAN).is_file():
+        raise UserError(f"the score stage at {path} has no {DIFFMEAN} (written before DiffMean existed): rerun it "
+                        f"(python -m reasoning_sae score force=true)")
+    with safe_open(str(path / DIFFMEAN), framework="np") as f:
+        return path / DIFFMEAN, f.get_tensor("diffmean"), f.metadata()
+
+
 def read_corpus(where: DictConfig | Path | str, split: str):
     """The corpus stage's `train` or `score` split: an HF dataset of `input_ids` rows of `context_size` tokens
     (`train` also has `source`)."""
@@ -286,6 +310,21 @@ def read_tokens(where: DictConfig | Path | str, split: str, sequences: int | Non
     """The token ids of the corpus stage's `split` (int64 [sequences, context_size]), the first `sequences` rows when
     given."""
     return corpus_tokens(read_corpus(where, split), sequences)
+
+
+def read_heldout(where: DictConfig | Path | str):
+    """The corpus stage's held-out non-reasoning sequences (`heldout/`, int64 [sequences, context_size]): an empty
+    [0, 0] array when it wrote none (data.heldout.sequences 0, or no rows left past the training mix)."""
+    import numpy as np
+
+    path = artifact(where, "corpus") / "heldout"
+    return read_tokens(where, "heldout") if path.is_dir() else np.zeros((0, 0), dtype=np.int64)
+
+
+def read_contexts(where: DictConfig | Path | str) -> dict[int, list[dict]]:
+    """The interpret stage's `contexts.json`: {feature id: its top contexts, best first}, each with `sequence` and
+    `position` in the scoring corpus, `activation`, `token` and the tokens and activations around it."""
+    return {int(k): v for k, v in json.loads(artifact(where, "interpret", "contexts.json").read_text()).items()}
 
 
 def sae_dir(where: DictConfig | Path | str) -> Path:

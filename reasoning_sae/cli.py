@@ -26,7 +26,7 @@ LIGHTNING_ARGS = ("hydra.run.dir=", "hydra.job.name=", "hydra.output_subdir=")
 USAGE = f"""usage: python -m reasoning_sae <stage> [key=value ...] [-m for a Hydra multirun]
 
 stages: {', '.join(STAGES)}, reproduce (all of them in order)
-optional: {', '.join(OPTIONAL)} (not part of reproduce; needs an LLM endpoint)
+optional: {', '.join(OPTIONAL)} (needs an LLM endpoint; reproduce runs it, before figures, when one is given)
 examples:
   python -m reasoning_sae corpus
   python -m reasoning_sae corpus data.context_size=128 force=true
@@ -41,18 +41,30 @@ def run_named_stage(stage: str, cfg):
 
 def skipped(cfg) -> dict[str, str]:
     """Stages reproduce leaves out, with the reason."""
-    unknown = sorted(set(cfg.skip_stages) - set(STAGES))
+    unknown = sorted(set(cfg.skip_stages) - set(STAGES) - set(OPTIONAL))
     if unknown:
-        raise UserError(f"skip_stages names {unknown}, which are not stages: use some of {', '.join(STAGES)}")
+        raise UserError(f"skip_stages names {unknown}, which are not stages: use some of "
+                        f"{', '.join((*STAGES, *OPTIONAL))}")
     reasons = {stage: "skip_stages" for stage in cfg.skip_stages}
     if cfg.sae_source.kind != "train":
         reasons["train"] = f"sae_source={cfg.sae_source.kind}: no SAE of this run is trained"
     return reasons
 
 
+def planned(cfg) -> list[str]:
+    """The stages reproduce runs, in order: STAGES, with autointerp before figures when an explainer endpoint is
+    given (autointerp.explainer.base_url or $OPENAI_BASE_URL, as the stage itself reads it)."""
+    from reasoning_sae.interpret.explainer import endpoint
+
+    stages = list(STAGES)
+    if endpoint(cfg.autointerp.explainer)[0]:
+        stages.insert(stages.index("figures"), "autointerp")
+    return stages
+
+
 def reproduce(cfg) -> None:
     timings, leave_out = [], skipped(cfg)
-    for stage in STAGES:
+    for stage in planned(cfg):
         if stage in leave_out:
             log.info("reproduce: %s left out (%s)", stage, leave_out[stage])
             continue

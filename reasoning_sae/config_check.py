@@ -16,7 +16,7 @@ from reasoning_sae.errors import UserError
 from reasoning_sae.models.config import conf_dir
 from reasoning_sae.seeding import MAX_SEED
 from reasoning_sae.settings import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Rule, check_setting
-from reasoning_sae.steering.modes import MODES, POSITIONS, SITES
+from reasoning_sae.steering.modes import MODES, POSITIONS, SITES, VECTORS
 
 _MISSING = object()
 
@@ -53,6 +53,19 @@ def _batch_size(key: str, value) -> None:
         check_setting(key, value, int, Rule(**AT_LEAST_ONE))
 
 
+def _budget_forcing(key: str, value) -> None:
+    """benchmark.budget_forcing, when enabled, against benchmark.max_gen_toks (evaluate/budget.py's check)."""
+    from reasoning_sae.evaluate.budget import budget_setting
+
+    budget_setting(value)
+
+
+def _resamples(key: str, value) -> None:
+    from reasoning_sae.evaluate.uncertainty import MIN_RESAMPLES  # scipy: imported only where the key is set
+
+    check_setting(key, value, int, Rule(low=MIN_RESAMPLES))
+
+
 def _device(key: str, value) -> None:
     """model.device must exist on this machine: checked here, before hours of work on another stage."""
     if value not in ("auto", "cpu"):
@@ -64,6 +77,7 @@ def _device(key: str, value) -> None:
 SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
     "seed": spec(int, low=0, high=MAX_SEED),  # seed_everything's range (sae.seed: TrainConfig's, the same)
     "force": spec(bool), "resume": spec(bool), "activation_cache": spec(bool),
+    "reuse_activations_gb": spec(float, **NON_NEGATIVE),
     "model.device": _device,
     "data.context_size": spec(int, low=2),
     "data.prepend_bos": spec(bool),
@@ -72,6 +86,7 @@ SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
     "data.num_proc": spec(int | None, **AT_LEAST_ONE),
     "data.shuffle_seed": spec(int, **NON_NEGATIVE),
     "data.separator": spec(str, choices=("eos", "bos", "none")),
+    "data.heldout.sequences": spec(int, **NON_NEGATIVE),
     "data.scoring.docs": spec(int, **AT_LEAST_ONE),
     "data.scoring.sequences": spec(int | None, **AT_LEAST_ONE),
     "vocab.top_k": spec(int, **AT_LEAST_ONE),
@@ -92,7 +107,18 @@ SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
     "interpret.quantile_bands": spec(int, **AT_LEAST_ONE),
     "interpret.per_band": spec(int, **NON_NEGATIVE),
     "interpret.reservoir": spec(int, **AT_LEAST_ONE),
+    "interpret.held_out": spec(int, **NON_NEGATIVE),
     "interpret.logit_k": spec(int, **AT_LEAST_ONE),
+    "falsify.sequences": spec(int, **AT_LEAST_ONE),
+    "falsify.triggers": spec(int, **AT_LEAST_ONE),
+    "falsify.sites": spec(int, low=2),  # Cohen's d and the t-test need two values
+    "falsify.injections": spec(int, **AT_LEAST_ONE),
+    "falsify.ablation": spec(int, **NON_NEGATIVE),
+    "falsify.random_features": spec(int, **NON_NEGATIVE),
+    "falsify.share": spec(float, **NON_NEGATIVE),
+    "falsify.effect": spec(float, **NON_NEGATIVE),
+    "falsify.alpha": spec(float, low=0, high=1, low_open=True, high_open=True),
+    "falsify.batch_sequences": spec(int, **AT_LEAST_ONE),
     "steering.features": _feature_ids,
     "steering.top_n": spec(int, **AT_LEAST_ONE),
     "steering.gammas": spec(float, items=0),
@@ -101,6 +127,7 @@ SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
     "steering.site": spec(str, choices=SITES),
     "steering.f_max": _f_max,
     "steering.baseline": spec(bool),
+    "steering.vectors": spec(str, items=0, choices=VECTORS),
     "benchmark.limit": spec(int | None, **AT_LEAST_ONE),
     "benchmark.repeats": spec(int, **AT_LEAST_ONE),
     "benchmark.max_gen_toks": spec(int, **AT_LEAST_ONE),
@@ -110,6 +137,11 @@ SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
     "benchmark.word_ban.enabled": spec(bool),
     "benchmark.word_ban.seeds": spec(int, items=0, **NON_NEGATIVE),
     "benchmark.word_ban.scope": spec(str, choices=("thinking", "all")),
+    "benchmark.budget_forcing.enabled": spec(bool),
+    "benchmark.budget_forcing.min_thinking_tokens": spec(int, **AT_LEAST_ONE),
+    "benchmark.budget_forcing.word": spec(str),
+    "benchmark.budget_forcing.max_forces": spec(int, **AT_LEAST_ONE),
+    "benchmark": _budget_forcing,  # after its parts: min_thinking_tokens below max_gen_toks
     "autointerp.max_features": spec(int | None, **AT_LEAST_ONE),
     "autointerp.n_prompts": spec(int, **AT_LEAST_ONE),
     "autointerp.gammas": spec(float, items=0),
@@ -118,6 +150,11 @@ SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
     "autointerp.max_new_tokens": spec(int, **AT_LEAST_ONE),
     "autointerp.temperature": spec(float, **NON_NEGATIVE),
     "autointerp.batch_size": spec(int | None, **AT_LEAST_ONE),
+    "autointerp.scoring.enabled": spec(bool),
+    "autointerp.scoring.methods": spec(str, items=0, choices=("detection", "fuzzing")),
+    "autointerp.scoring.examples": spec(int, **AT_LEAST_ONE),
+    "autointerp.scoring.batch_size": spec(int, **AT_LEAST_ONE),
+    "autointerp.scoring.seed": spec(int, low=0, high=MAX_SEED),
     "diff.threshold": spec(float, low=-1, high=1),
     "diff.random_features": spec(int, **NON_NEGATIVE),
     "diff.chunk": spec(int, **AT_LEAST_ONE),
@@ -128,6 +165,9 @@ SETTINGS: dict[str, Spec | Callable[[str, Any], None]] = {
     "figures.examples": spec(int, **NON_NEGATIVE),
     "figures.contexts": spec(int, **AT_LEAST_ONE),
     "figures.features_per_panel": spec(int, **AT_LEAST_ONE),
+    "figures.uncertainty.resamples": _resamples,
+    "figures.uncertainty.level": spec(float, low=0, high=1, low_open=True, high_open=True),
+    "figures.uncertainty.seed": spec(int, low=0, high=MAX_SEED),
 }
 
 

@@ -85,7 +85,8 @@ def tiny(model_dir) -> tuple[str, ...]:
             "sae.n_batches_in_buffer=4", "sae.store_batch_size_prompts=4", "sae.checkpoint_every=5",
             "sae.eval_sequences=4", "sae.log_every=5", "sae.lr=1e-3", "logger=csv", "seed=1",
             "benchmark.limit=2", "benchmark.repeats=2", "benchmark.max_gen_toks=6", "benchmark.batch_size=4",
-            "benchmark.word_ban.seeds=[0]", "steering.top_n=1")
+            "benchmark.word_ban.seeds=[0]", "steering.top_n=1", "steering.vectors=[]",
+            "benchmark.budget_forcing.enabled=false")
 
 
 DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
@@ -192,10 +193,19 @@ def explainer_answer(user: str) -> dict:
             "strengthening": "wait, let me check", "weakening": "direct answers", "examples": ["wait"]}
 
 
+def scorer_answer(user: str) -> list[int]:
+    """Labels for a scoring request (detection, fuzzing): 1 for an example that shows a << >> highlight or the word
+    `wait`, 0 for the others."""
+    return [int("<<" in text or "wait" in text.lower()) for text in re.findall(r"^Example \d+: (.*)$", user, re.M)]
+
+
 def explainer_reply(body: dict) -> str:
-    """A cooperative explainer LLM: `OK` to the autointerp stage's one-token probe, else explainer_answer as JSON."""
+    """A cooperative explainer LLM: `OK` to the autointerp stage's one-token probe, scorer_answer as a list to a
+    scoring request, else explainer_answer as JSON."""
     if body.get("max_tokens") == 1:
         return "OK"
+    if "\n\nText examples:\n\n" in last_message(body):
+        return json.dumps(scorer_answer(last_message(body)))
     return "Here you go:\n```json\n" + json.dumps(explainer_answer(last_message(body))) + "\n```"
 
 
@@ -300,9 +310,31 @@ def write_cell(root: Path, record: dict, digest: str, answers: list[str]) -> Non
         "".join(json.dumps(s) + "\n" for s in samples))
 
 
-def evaluate_stage(root: Path, tasks=("reasoning_demo",), rows: dict | None = None, maj: str = "maj@2") -> None:
+def attempt_rows(record: dict, problems: int = 2, samples: int = 2) -> pd.DataFrame:
+    """evaluate/attempts.parquet rows of a cell record whose means are the record's metrics: k of the answers correct
+    (problems voting right) when pass@1 (maj@k) allows a whole k, else every answer at the mean; thinking lengths
+    spread around the mean (problem 0 by ±10%, problem 1 by ±5%)."""
+    task = record["cell"]["task"]
+    metrics = record["metrics"][task]
+    maj = next(m for m in metrics if m.startswith("maj@"))
+    n = problems * samples
+
+    def split(mean: float, k: int) -> list[float]:
+        hits = mean * k
+        return [float(i < round(hits)) for i in range(k)] if abs(hits - round(hits)) < 1e-9 else [mean] * k
+
+    correct, votes = split(metrics["pass@1"], n), split(metrics[maj], problems)
+    think = metrics["think_tokens"]
+    spread = [think * (1 + s * (0.1 if p == 0 else 0.05)) for p in range(problems) for s in (-1, 1)[:samples]]
+    return pd.DataFrame({"task": task, "label": record["label"], "doc_id": [i // samples for i in range(n)],
+                         "attempt": [i % samples for i in range(n)], "correct": correct, "think_tokens": spread,
+                         maj: [votes[i // samples] for i in range(n)]})
+
+
+def evaluate_stage(root: Path, tasks=("reasoning_demo",), rows: dict | None = None, maj: str = "maj@2",
+                   problems: int = 2) -> None:
     """Cells of a baseline, two features and the word ban per task; or `rows`: {feature or no_steering: (acc %,
-    tokens K) per task}, steered at gamma 2."""
+    tokens K) per task}, steered at gamma 2. Per-attempt records: `problems` x 2 samples per cell (attempt_rows)."""
     records = []
     for t, task in enumerate(tasks):
         plan = [(Cell(task), 0.5, 100.0, ["0", "3"]), (Cell(task, (11,), 2.0), 1.0, 150.0, ["0", "2"]),
@@ -321,6 +353,7 @@ def evaluate_stage(root: Path, tasks=("reasoning_demo",), rows: dict | None = No
     path = stage(root, "evaluate", {"benchmark": {"tasks": list(tasks), "limit": 2, "repeats": 2, "max_gen_toks": 64},
                                     "steering": {"gammas": [2.0], "mode": "add"}})
     results_frame(records).to_csv(path / "results.csv", index=False)
+    pd.concat([attempt_rows(r, problems) for r in records]).to_parquet(path / "attempts.parquet", index=False)
 
 
 def optional_stages(root: Path) -> None:
@@ -342,6 +375,27 @@ def optional_stages(root: Path) -> None:
                   for layer in (1, 3) for name, n, same in (("reasoning", 6, 3), ("random", 10, 2))]
                  ).to_csv(path / "crosslayer.csv", index=False)
     write_json(path / "summary.json", {"main": {"set": "random"}, "threshold": 0.7, "left_out": ["the M stages"]})
+
+
+def autointerp_scores_stage(root: Path) -> pd.DataFrame:
+    """The autointerp fixture's scoring outputs, made by reasoning_sae.interpret.scoring from hand-set labels: feature
+    11 right on all 4 examples, 3 on 3 of 4 (one silent context called active), 7 always saying 1; fuzzing not run for
+    7. Returns scores.csv's frame."""
+    from reasoning_sae.interpret.autointerp import FeatureGroup
+    from reasoning_sae.interpret.scoring import classification_score, group_frame, scores_frame
+
+    path = root / "autointerp"
+    truth = [True, True, False, False]
+    labels = {11: [True, True, False, False], 3: [True, True, True, False], 7: [True] * 4}
+    scores = [classification_score(f, m, truth, labels[f]) for f in labels for m in ("detection", "fuzzing")
+              if (f, m) != (7, "fuzzing")]
+    frame = scores_frame(scores, list(labels))
+    frame.to_csv(path / "scores.csv", index=False)
+    groups = [FeatureGroup("Self-Correction", (11, 3)), FeatureGroup("Other Behavior", (7,))]
+    group_frame(frame, groups).to_csv(path / "score_groups.csv", index=False)
+    write_json(path / "descriptions.json", [{"feature": f, "description": f"feature {f} | checks\nsteps"}
+                                            for f in labels])
+    return frame
 
 
 def make_artifacts(root: Path, optional: bool = True, l0: float = 12.5, model: str = "tiny-model",

@@ -44,10 +44,20 @@ def world(tmp_path_factory):
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[f"paths.artifacts={root / ARTIFACTS}", *local_sae(root)])
     (exp / "interpret" / "sae.json").write_text(json.dumps({"fingerprint": artifacts.run_sae(cfg).fingerprint}))
+    (exp / "interpret" / "contexts.json").write_text(json.dumps({"3": [{"sequence": 0, "position": 1, "activation": 1}],
+                                                                 "5": []}))
     shutil.copytree(exp, root / ARTIFACTS / "ok")
+    held_out(root / ARTIFACTS / "ok", [[1, 2, 3, 4]])  # the falsify stage's chat: none in `demo`
     (exp / "interpret" / "f_max.json").write_text("{3: 1.0,")  # corrupt in `demo`, whole in `ok`
     (root / ARTIFACTS / "ok" / "interpret" / "f_max.json").write_text('{"3": 1.0}')
     return root
+
+
+def held_out(exp: Path, sequences: list[list[int]]) -> None:
+    import datasets
+
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
+    datasets.Dataset.from_dict({"input_ids": sequences}, features=features).save_to_disk(str(exp / "corpus" / "heldout"))
 
 
 def local_sae(root: Path) -> tuple[str, ...]:
@@ -84,11 +94,18 @@ CASES = [
     ("benchmark repeats", ["evaluate", "benchmark.repeats=0"], "benchmark.repeats=0"),
     ("benchmark batch", ["evaluate", "benchmark.batch_size=0"], "benchmark.batch_size=0"),
     ("word-ban scope", ["evaluate", "benchmark.word_ban.scope=some"], "unknown benchmark.word_ban.scope 'some'"),
+    ("budget forcing longer than the budget", ["evaluate", "benchmark.budget_forcing.min_thinking_tokens=200"],
+     "benchmark.budget_forcing.min_thinking_tokens=200 is not below benchmark.max_gen_toks=128: a sample can never "
+     "think that long; lower benchmark.budget_forcing.min_thinking_tokens or raise benchmark.max_gen_toks"),
+    ("budget forcing word", ["evaluate", "benchmark.budget_forcing.word=' '"], "benchmark.budget_forcing.word=' '"),
     ("autointerp temperature", ["autointerp", "autointerp.temperature=-1"], "autointerp.temperature=-1"),
     ("diff threshold", ["diff", "diff.threshold=2"], "diff.threshold=2"),
+    ("falsify alpha", ["falsify", "falsify.alpha=2"], "falsify.alpha=2"),
     ("vocab top_k", ["vocab", "vocab.top_k=0"], "vocab.top_k=0"),
     ("vocab threshold", ["vocab", "vocab.general_frequency_threshold=2"], "vocab.general_frequency_threshold=2"),
     ("figures examples", ["figures", "figures.examples=-1"], "figures.examples=-1"),
+    ("bootstrap resamples", ["figures", "figures.uncertainty.resamples=50"],
+     "figures.uncertainty.resamples=50: give a whole number >= 100"),
     ("reproduce skip", ["reproduce", "skip_stages=[bogus]"], "not stages"),
     ("sae lr nan", ["train", "sae.lr=nan"], "sae.lr"),
     ("sae lr negative", ["train", "sae.lr=-1"], "sae.lr"),
@@ -116,10 +133,19 @@ CASES = [
      "the Hugging Face Hub is unreachable"),
     ("feature outside the SAE", ["evaluate", "steering.features=[99999]", "LOCAL_SAE"], "99999"),
     ("corrupt f_max", ["evaluate", "steering.features=[3]", "LOCAL_SAE"], "f_max.json is corrupt"),
+    ("steering vector name", ["evaluate", "steering.vectors=[meanshift]"], "unknown steering.vectors[0] 'meanshift'"),
+    ("vector without features", ["evaluate", "steering.features=[]", "LOCAL_SAE"], "steering.features is empty"),
+    ("score before DiffMean", ["evaluate", "steering.features=[3]", "LOCAL_SAE", "experiment_name=ok"],
+     "written before DiffMean existed"),
+    ("no held-out chat", ["falsify", "LOCAL_SAE"], "held-out chat split is empty"),
+    ("feature without contexts", ["falsify", "LOCAL_SAE", "experiment_name=ok"], "features [5] of F_R have no top"),
     ("no explainer", ["autointerp", "LOCAL_SAE"], "no explainer endpoint"),
     ("explainer down", ["autointerp", "LOCAL_SAE", "experiment_name=ok", "autointerp.explainer.base_url=http://127.0.0.1:9/v1",
                         "autointerp.explainer.retries=0", "autointerp.features=[3]", "steering.f_max=1",
-                        "interpret.extra_features=[]"], "cannot reach the explainer"),
+                        "interpret.extra_features=[]", "autointerp.scoring.enabled=false"], "cannot reach the explainer"),
+    ("no held-out contexts", ["autointerp", "LOCAL_SAE", "experiment_name=ok", "autointerp.features=[3]",
+                              "autointerp.explainer.base_url=http://127.0.0.1:9/v1"], "kept no held-out contexts"),
+    ("scoring batch 0", ["autointerp", "autointerp.scoring.batch_size=0"], "autointerp.scoring.batch_size=0"),
 ]
 
 

@@ -93,3 +93,24 @@ def test_reproduce_leaves_out_training_for_a_given_sae_and_the_stages_asked(comp
         "sae_source=local")
     with pytest.raises(UserError, match=r"skip_stages names \['trian'\], which are not stages"):
         skipped(compose("reproduce", ("skip_stages=[trian]",)))
+
+
+def test_reproduce_runs_autointerp_before_figures_only_when_an_explainer_endpoint_is_given(compose, monkeypatch):
+    from reasoning_sae import cli
+    from reasoning_sae.stages import STAGES
+
+    ran = []
+    for name in ("OPENAI_BASE_URL", cli.STAGE_ENV):
+        monkeypatch.delenv(name, raising=False)  # reproduce sets STAGE_ENV; restored after the test
+    monkeypatch.setattr(cli, "run_named_stage", lambda stage, cfg: ran.append(stage))
+    monkeypatch.setattr(cli, "reproduction_verdict", lambda cfg: None)
+    cli.reproduce(compose("reproduce", ()))
+    assert ran == list(STAGES)
+    ran.clear()
+    cli.reproduce(compose("reproduce", ("autointerp.explainer.base_url=http://127.0.0.1:8000/v1",)))
+    assert ran == [*STAGES[:-1], "autointerp", "figures"] and STAGES[-1] == "figures"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")  # the stage's own fallback counts too
+    assert "autointerp" in cli.planned(compose("reproduce", ()))
+    ran.clear()
+    cli.reproduce(compose("reproduce", ("skip_stages=[autointerp]",)))
+    assert ran == list(STAGES)

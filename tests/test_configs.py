@@ -22,11 +22,11 @@ from tests.helpers import DDP
 PRIMARY = [*STAGES, *OPTIONAL, "reproduce"]  # every stage has conf/<stage>.yaml
 EXPERIMENTS = sorted(p.stem for p in conf_dir().glob("experiment/*.yaml"))
 GROUPS = ["model", "data", "sae", "sae_source", "score", "steering", "benchmark", "vocab", "interpret", "autointerp",
-          "diff", "figures", "trainer", "logger", "paths", "experiment", "hydra/launcher"]
+          "diff", "falsify", "figures", "trainer", "logger", "paths", "experiment", "hydra/launcher"]
 # the primary config that reads each group most (every primary config holds every group)
 STAGE_OF = {"data": "corpus", "vocab": "vocab", "sae": "train", "trainer": "train", "logger": "train", "score": "score",
             "interpret": "interpret", "autointerp": "autointerp", "steering": "evaluate", "benchmark": "evaluate",
-            "diff": "diff", "figures": "figures", "hydra/launcher": "train"}
+            "diff": "diff", "falsify": "falsify", "figures": "figures", "hydra/launcher": "train"}
 
 
 def options(group: str) -> list[str]:

@@ -120,6 +120,13 @@ MAPPED = {  # command -> the existing test that runs it (or its code path at a s
         f"{STAGE_TESTS}::test_a_multirun_job_writes_its_own_table_and_shares_cells",
     f"{PYTHON} -m reasoning_sae evaluate benchmark.engine=vllm":
         f"{STAGE_TESTS}::test_the_grid_on_vllm_gives_the_hf_tables_from_one_engine_and_caches_its_cells",
+    f"{PYTHON} -m reasoning_sae autointerp autointerp.explainer.base_url=http://localhost:8000/v1 "
+    "autointerp.explainer.model=Qwen/Qwen2.5-7B-Instruct autointerp.scoring.examples=20":
+        "tests/stages/test_autointerp.py::test_autointerp_writes_generations_descriptions_groups_and_table",
+    "OPENAI_BASE_URL=http://localhost:8000/v1 REASONING_SAE_EXPLAINER_MODEL=Qwen/Qwen2.5-7B-Instruct make reproduce":
+        "tests/test_cli.py::test_reproduce_runs_autointerp_before_figures_only_when_an_explainer_endpoint_is_given",
+    f"{PYTHON} -m reasoning_sae falsify":
+        "tests/stages/test_falsify.py::test_falsify_stage_writes_verdicts_for_f_r_and_random_features",
     "make figures": "tests/figures/test_figures.py::test_every_figure_and_table_renders_and_verifies",
     "make verify": "tests/figures/test_figures.py::test_every_figure_and_table_renders_and_verifies",
     "make verify EXPERIMENT=paper": "tests/figures/test_figures.py::test_paper_experiment_is_checked_against_the_paper",
@@ -406,7 +413,8 @@ def test_the_readme_local_copy_evaluation_runs_with_auto_batches_on_a_cpu(tmp_pa
     words = [w.replace("benchmark.limit=20", "benchmark.limit=2") for w in words]
     words += ["sae_source=local", "sae_source.path=artifacts/demo/train/sae", f"steering.features=[{FEATURE}]",
               f"steering.f_max={F_MAX}", "benchmark.repeats=1", "benchmark.max_gen_toks=8",
-              "benchmark.word_ban.seeds=[0]"]
+              "benchmark.word_ban.seeds=[0]", "benchmark.budget_forcing.enabled=false",
+              "steering.vectors=[]"]  # no score stage here: DiffMean needs its vector
     run = _run(words, tmp_path, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "batch_size=auto on a CPU: using 8" in run.stdout + run.stderr

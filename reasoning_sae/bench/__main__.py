@@ -1,16 +1,16 @@
 """`make bench`: every benchmark in one run, each as a ratio against its named baseline.
 
-`python -m reasoning_sae.bench [activations score steering vllm sae_step]` runs the ones named (default: all)."""
+`python -m reasoning_sae.bench [activations score falsify steering vllm sae_step]` runs the ones named (default: all)."""
 
 import importlib.util
 import sys
 
 import torch
 
-from reasoning_sae.bench import activations, sae_step, score, steering
+from reasoning_sae.bench import activations, falsify, sae_step, score, steering
 from reasoning_sae.models import load_lm
 
-BENCHES = ("activations", "score", "steering", "vllm", "sae_step")
+BENCHES = ("activations", "score", "falsify", "steering", "vllm", "sae_step")
 
 
 def bench_sae(lm):
@@ -42,6 +42,8 @@ def main(names: list[str] | None = None) -> None:
         label, sae = bench_sae(lm)
         if "score" in names:
             print(f"[{label}, d_sae {sae.d_sae}]", score.report(score.run(lm, sae)))
+        if "falsify" in names:
+            print(f"\n[{label}]", falsify.report(falsify.run(lm, sae)))
         if "steering" in names:
             print(f"\n[{label}]", steering.report(steering.run(lm, sae)))
         if "vllm" in names:

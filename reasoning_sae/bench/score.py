@@ -2,14 +2,15 @@
 
 The released `compute_score.py` processes the SAE's features in minibatches of 48 and runs the LM over all
 tokens again for every minibatch; here its time is measured on two minibatches and extrapolated to all of
-d_sae. The floor is one LM pass to the hook plus one SAE encode of the same tokens."""
+d_sae. The floor is one LM pass to the hook plus one SAE encode of the same tokens. DiffMean's sums (the score
+stage's steering vector, score/diffmean.py) ride the same pass: the score pass with them vs without."""
 
 import math
 
 import torch
 
 from reasoning_sae.bench.timing import median_seconds
-from reasoning_sae.score.reasonscore import accumulate, reason_scores, set_masks, tokenize_vocabulary
+from reasoning_sae.score.reasonscore import accumulate, reason_scores, score_pass, set_masks, tokenize_vocabulary
 from reasoning_sae.vocab.vocabulary import DEFAULT_VOCABULARY
 
 RELEASED_FEATURES_PER_PASS = 48
@@ -32,6 +33,9 @@ def run(lm, sae, n_sequences: int = 16, seq_len: int = 256, repeats: int = 3, ba
     def ours():
         reason_scores(lm, sae, ids_BS, DEFAULT_VOCABULARY, ignore_token_ids=(), batch_sequences=batch_sequences)
 
+    def with_diffmean():
+        score_pass(lm, sae, ids_BS, DEFAULT_VOCABULARY, ignore_token_ids=(), batch_sequences=batch_sequences)
+
     def floor():
         for batch in lm.iter_activations(ids_BS, hook, batch_sequences):
             sae.encode(batch.acts)
@@ -45,13 +49,13 @@ def run(lm, sae, n_sequences: int = 16, seq_len: int = 256, repeats: int = 3, ba
             masks_BSM = set_masks(batch.ids_BS, words, (2, 3), batch.keep_BS)
             sums = accumulate(feats_BSF.flatten(0, 1), masks_BSM.flatten(0, 1), sums)
 
-    seconds = median_seconds({"ours": ours, "floor": floor,
+    seconds = median_seconds({"ours": ours, "with_diffmean": with_diffmean, "floor": floor,
                               "released_2_minibatches": lambda: [released_minibatch(i * 48) for i in range(2)]},
                              repeats)
     passes = math.ceil(sae.d_sae / RELEASED_FEATURES_PER_PASS)
     released = seconds["released_2_minibatches"] / 2 * passes
     return {"tokens": ids_BS.numel(), "d_sae": sae.d_sae, "ours_s": seconds["ours"], "floor_s": seconds["floor"],
-            "released_s": released, "passes": passes}
+            "released_s": released, "passes": passes, "diffmean_s": seconds["with_diffmean"]}
 
 
 def report(r: dict) -> str:
@@ -63,4 +67,7 @@ def report(r: dict) -> str:
         f"  released strategy ({r['passes']} LM passes of 48 features, extrapolated from 2)"
         f" {r['released_s']:9.1f} s   = {r['released_s'] / r['ours_s']:.0f}x ours"
         f"   (target >= 100x: {'PASS' if r['released_s'] >= 100 * r['ours_s'] else 'MISS'})",
+        f"  with the DiffMean sums (same pass)   {r['diffmean_s']:9.2f} s   with / without = "
+        f"{r['diffmean_s'] / r['ours_s']:.2f}x   (target <= 1.2x: "
+        f"{'PASS' if r['diffmean_s'] <= 1.2 * r['ours_s'] else 'MISS'})",
     ])

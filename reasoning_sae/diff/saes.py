@@ -58,11 +58,12 @@ def job_dir(sae_path: str) -> Path:
 
 
 def only_source(cfg: DictConfig, source: str) -> list[str]:
-    """Overrides that make `source` the whole training mix."""
+    """Overrides that make `source` the whole training mix (and hold out no text: only the falsify stage reads it)."""
     if source not in cfg.data.sources:
         raise UserError(f"a diff stage reads source {source!r}, which is not one of data.sources "
                         f"({sorted(cfg.data.sources)}): name a data.sources entry")
-    return [f"data.sources.{name}.fraction={1.0 if name == source else 0.0}" for name in cfg.data.sources]
+    return [*(f"data.sources.{name}.fraction={1.0 if name == source else 0.0}" for name in cfg.data.sources),
+            "data.heldout.sequences=0"]
 
 
 def layer_steps(cfg: DictConfig, overrides: list[str]) -> list[Step]:

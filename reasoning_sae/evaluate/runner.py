@@ -1,11 +1,13 @@
 """Run one evaluation cell through lm-eval's `simple_evaluate` and write lm-eval's own result and sample files,
-plus `metrics.json`: lm-eval's metrics (pass@1, maj@k) with thinking length and reasoning-word rates added."""
+plus `metrics.json`: lm-eval's metrics (pass@1, maj@k) with thinking length and reasoning-word rates added, and
+`attempts.parquet`: each answer's correctness and thinking length (evaluate/attempts.py)."""
 
 import functools
 import json
 from pathlib import Path
 
 from reasoning_sae.artifacts import write_json
+from reasoning_sae.evaluate.attempts import write_attempts
 from reasoning_sae.evaluate.cells import Cell
 from reasoning_sae.evaluate.metrics import generation_metrics
 
@@ -77,4 +79,5 @@ def evaluate_cell(model, cell: Cell, task_spec, vocabulary, out: Path, *, limit,
         numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
     metrics = cell_metrics(results, model.tokenizer, vocabulary, model.think_end)
     save_cell(results, metrics, cell, out)
+    write_attempts(out, cell.task, model.tokenizer, model.think_end)
     return metrics

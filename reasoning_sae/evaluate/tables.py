@@ -57,7 +57,7 @@ def table1(frame: pd.DataFrame) -> str:
 
 def table2(frame: pd.DataFrame) -> str:
     """Paper Table 2 layout: Default, Reason (ban R) and Random (mean over the random draws)."""
-    rows = frame[frame["ban"].notna() | (frame["features"] == "")].copy()
+    rows = frame[frame["ban"].notna() | (frame["label"] == "baseline")].copy()  # no vector or forcing cell
     rows.loc[rows["ban"].isna(), "row"] = "Default (none banned)"
     draws = rows["ban"].fillna("").str.startswith("random")
     rows.loc[draws, "row"] = f"Random (ban random words, mean of {rows.loc[draws, 'ban'].nunique()})"

@@ -31,11 +31,14 @@ class Difference(NamedTuple):
     low: float
     high: float
     p_value: float
+    level: float = 0.95
 
     @property
     def distinguishable(self) -> bool:
-        """The interval excludes 0: the difference is larger than the resampling noise at this level."""
-        return self.low > 0 or self.high < 0
+        """Larger than the resampling noise at this level: the interval excludes 0 and the paired test agrees
+        (p < 1 - level). Both, because with very few problems the percentile interval is too narrow: two problems
+        that moved the same way give an interval clear of 0, yet the sign-flip test's p is 0.5."""
+        return (self.low > 0 or self.high < 0) and self.p_value < 1 - self.level
 
 
 def check_settings(resamples: int, level: float) -> None:
@@ -89,7 +92,7 @@ def paired_difference(a, b, resamples: int = 1000, level: float = 0.95, seed: in
     delta_X = resampled_means(b_PA, resamples, rng, problems_XP) - resampled_means(a_PA, resamples, rng, problems_XP)
     low, high = np.quantile(delta_X, [(1 - level) / 2, (1 + level) / 2])
     return Difference(float(b_PA.mean() - a_PA.mean()), float(low), float(high),
-                      sign_flip_p(b_PA.mean(axis=1) - a_PA.mean(axis=1), resamples, seed))
+                      sign_flip_p(b_PA.mean(axis=1) - a_PA.mean(axis=1), resamples, seed), level)
 
 
 def sign_flip_p(diffs_P: np.ndarray, resamples: int, seed: int) -> float:

@@ -7,22 +7,28 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from reasoning_sae.figures import diffing, examples, groups, interfaces, scores, steering, vocabulary
+from reasoning_sae.figures import (autointerp_scores, diffing, examples, falsify, groups, interfaces, scores,
+                                   steering, vocabulary)
 from reasoning_sae.figures.common import Artifacts, Item, paper_run
 from reasoning_sae.figures.report import render
 
-# One function per paper figure or table (a few return several items: the interface panels, Tables 5-9).
+# One function per paper figure or table (a few return several items: the interface panels, Tables 5-9), then the
+# checks beyond the paper (token-injection falsification, scored explanations).
 BUILDERS: tuple[Callable[[Artifacts, Path, DictConfig], Item | list[Item]], ...] = (
     vocabulary.fig2, interfaces.interfaces, groups.fig3b, diffing.fig4, vocabulary.fig5, scores.fig6,
-    steering.table1, steering.table2, diffing.table3, groups.table4, examples.tables5_9)
+    steering.table1, steering.table2, diffing.table3, groups.table4, examples.tables5_9, falsify.falsification,
+    autointerp_scores.explanation_scores)
 REQUIRED = {"vocab": "frequencies.parquet", "score": "scores.parquet", "interpret": "features.json",
             "evaluate": "results.csv"}
 
 
+KINDS = ("Fig", "Table", "Beyond")  # the paper's figures, its tables, then what goes beyond the paper
+
+
 def paper_order(item: Item) -> tuple:
-    """Figures before tables, then by number and panel letter."""
-    kind, number, panel = re.match(r"(Fig|Table)\.? (\d+)(\w*)", item.label).groups()
-    return (kind != "Fig", int(number), panel)
+    """Figures, then tables, then the checks beyond the paper; each by number and panel letter."""
+    kind, number, panel = re.match(r"(Fig|Table|Beyond)\.? (\d+)(\w*)", item.label).groups()
+    return (KINDS.index(kind), int(number), panel)
 
 
 def build_all(art: Artifacts, out: Path, opts: DictConfig) -> list[Item]:

@@ -171,7 +171,10 @@ def parse_markdown_table(text: str) -> pd.DataFrame:
     """The first pipe table of a Markdown text, as strings (the inverse of `markdown`)."""
     import re
 
-    rows = [line for line in text.splitlines() if line.startswith("|")]
+    import itertools
+
+    lines = list(itertools.dropwhile(lambda line: not line.startswith("|"), text.splitlines()))
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines))  # up to the table's end
     if len(rows) < 2:
         raise ValueError("no Markdown table")
 

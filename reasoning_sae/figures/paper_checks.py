@@ -124,7 +124,7 @@ def compare(res, art: Artifacts, items: dict[str, Item], feature_ids: bool = Tru
         ve = metrics.get("metrics/explained_variance")
         compare_value(res, "SAE variance explained (%)", None if ve is None else 100 * ve,
                       quality["variance_explained"]["value"], quality["variance_explained"]["tolerance"])
-    optional = ("fig3b", "fig4", "table3", "table4")
+    optional = ("fig3b", "fig4", "table3", "table4", "falsify", "explanation_scores")
     not_run = [i.label for i in items.values() if i.key in optional and i.status == NOT_RUN]
     if not_run:
         res.notes.append(f"{', '.join(not_run)} not run (optional stages)")

@@ -149,6 +149,11 @@ def pct(value) -> str:
     return "–" if value is None or value != value else f"{100 * value:.1f}%"
 
 
+def intervals(items: list[Item]) -> dict | None:
+    """figures.uncertainty as Tables 1-2 used it (None when neither was built)."""
+    return next((i.ours["intervals"] for i in items if i.key in ("table1", "table2") and "intervals" in i.ours), None)
+
+
 def render(art: Artifacts, items: list[Item], run: PaperRun) -> str:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True, lstrip_blocks=True,
                       keep_trailing_newline=True)
@@ -156,4 +161,5 @@ def render(art: Artifacts, items: list[Item], run: PaperRun) -> str:
     return env.get_template("REPORT.md.j2").render(
         experiment=art.experiment, is_paper=run.compare, run=run, setup=setup(art), entries=entries,
         provenance=provenance(art), paper_model=PAPER_MODEL, sae_quality=sae_quality(), pct=pct,
-        created=time.strftime("%Y-%m-%d %H:%M"), has_expected=expected("table1") is not None)
+        created=time.strftime("%Y-%m-%d %H:%M"), has_expected=expected("table1") is not None,
+        intervals=intervals(items))

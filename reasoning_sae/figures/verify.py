@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.figures import diffing, expectations, paper_checks
+from reasoning_sae.figures import diffing, expectations, falsify, paper_checks
 from reasoning_sae.figures.build import load_items
 from reasoning_sae.figures.cells import candidates, cell_metrics, find_cell, samples
 from reasoning_sae.figures.common import (NOT_RUN, PAPER_PARTS, PUBLISHED, Artifacts, Item, fmt, load_paper_run,
@@ -32,7 +32,8 @@ from reasoning_sae.figures.vocabulary import fig2_rows, vocabulary_groups
 
 MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF"}
 OPTIONAL_SOURCES = {"fig3b": ("autointerp", "groups.json"), "table4": ("autointerp", "groups.json"),
-                    "fig4": ("diff", "presence.csv"), "table3": ("diff", "crosslayer.csv")}
+                    "fig4": ("diff", "presence.csv"), "table3": ("diff", "crosslayer.csv"),
+                    "falsify": ("falsify", "falsify.csv"), "explanation_scores": ("autointerp", "scores.csv")}
 
 
 @dataclass
@@ -161,6 +162,10 @@ def check_data(res: Result, art: Artifacts, built: Path, items: dict[str, Item])
                 for name in ("f_max", "density"):
                     res.check(close(data[name], record.get(name)), f"{built / 'figures' / key}.json: feature "
                               f"{feature} {name}: expected {record.get(name)} (interpret), found {data[name]}")
+    if items.get("falsify") and items["falsify"].status != NOT_RUN:
+        drawn = json.loads((built / "figures" / "falsify.json").read_text())["groups"]
+        res.check(close(drawn, falsify.group_numbers(art.csv("falsify", "falsify.csv"))),
+                  f"{built / 'figures/falsify.json'}: the shares differ from falsify/falsify.csv: rerun make figures")
     if items.get("fig4") and items["fig4"].status != NOT_RUN:
         expected = art.csv("diff", "presence.csv")[diffing.FIG4_COLUMNS].to_dict("records")
         res.check(close(json.loads((built / "figures" / "fig4.json").read_text()), expected),

@@ -142,6 +142,14 @@ def render_messages(template: str, **context) -> list[dict[str, str]]:
     return [{"role": role, "content": "".join(tmpl.blocks[role](ctx)).strip()} for role in ("system", "user")]
 
 
+def render_chat(template: str, **context) -> list[dict[str, str]]:
+    """Every block of a prompt template as one message, in the template's order; a block's role is the first word of
+    its name (`system`, `user_1`, `assistant_1`, ..., `user`): few-shot turns before the question."""
+    tmpl = _templates().get_template(template)
+    ctx = tmpl.new_context(context)
+    return [{"role": name.split("_")[0], "content": "".join(block(ctx)).strip()} for name, block in tmpl.blocks.items()]
+
+
 def parse_json_reply(text: str, what: str) -> dict:
     """The JSON object in an explainer reply: inside a code fence, or between its first `{` and last `}`."""
     fenced = _FENCE.search(text)
@@ -180,10 +188,15 @@ def describe_feature(explainer: Explainer, feature: int, generations: Sequence[G
     """Step 1: the explainer's description of one feature from its steered generations."""
     messages = render_messages("describe.j2", feature=feature, mode=mode, examples=_examples(generations, max_chars),
                                gammas=sorted({g.gamma for g in generations}))
-    reply = parse_json_reply(explainer.chat(messages), f"feature {feature}")
-    if not _text(reply.get("description")):
-        raise UserError(f"the explainer's reply for feature {feature} has no description "
-                        f"(keys: {sorted(reply)}): rerun, or use a stronger explainer.model")
+
+    def parse(text: str) -> dict:
+        reply = parse_json_reply(text, f"feature {feature}")
+        if not _text(reply.get("description")):
+            raise UserError(f"the explainer's reply for feature {feature} has no description "
+                            f"(keys: {sorted(reply)}): rerun, or use a stronger explainer.model")
+        return reply
+
+    reply = explainer.ask(messages, parse)
     examples = reply.get("examples") or []
     examples = examples if isinstance(examples, list) else [examples]
     return FeatureDescription(feature, **{k: _text(reply.get(k)) for k in DESCRIPTION_KEYS},
@@ -223,8 +236,9 @@ def parse_groups(reply: Mapping, features: Sequence[int]) -> list[FeatureGroup]:
 
 def group_features(explainer: Explainer, descriptions: Sequence[FeatureDescription]) -> list[FeatureGroup]:
     """Step 2: the explainer's grouping of the described features (the paper's Table 4)."""
-    reply = parse_json_reply(explainer.chat(render_messages("group.j2", descriptions=descriptions)), "the grouping")
-    return parse_groups(reply, [d.feature for d in descriptions])
+    features = [d.feature for d in descriptions]
+    return explainer.ask(render_messages("group.j2", descriptions=descriptions),
+                         lambda text: parse_groups(parse_json_reply(text, "the grouping"), features))
 
 
 # ---- the table ------------------------------------------------------------------------------------------------------

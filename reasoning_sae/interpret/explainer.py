@@ -1,10 +1,17 @@
 """The explainer: any OpenAI-compatible Chat Completions endpoint, called with httpx (retries with backoff on
-connection errors, timeouts, 429 and 5xx; every failure a one-line UserError naming the fix)."""
+connection errors, timeouts, 429 and 5xx; every failure a one-line UserError naming the fix). With a ReplyCache every
+answer it accepts is kept on disk, keyed by the request, so a run the explainer stops sends only the missing requests
+when it is run again."""
 
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import tenacity
@@ -14,6 +21,7 @@ from reasoning_sae.errors import UserError
 log = logging.getLogger(__name__)
 ENV_BASE_URL, ENV_MODEL, DEFAULT_MODEL = "OPENAI_BASE_URL", "REASONING_SAE_EXPLAINER_MODEL", "gpt-4o"
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 def endpoint(cfg: Mapping) -> tuple[str | None, str]:
@@ -74,6 +82,33 @@ def chat_content(response: httpx.Response) -> str | None:
     return content if isinstance(content, str) else None
 
 
+class ReplyCache:
+    """Accepted answers, one JSON file per request ({"request", "reply"}) named by the sha256 of the request body
+    (model, messages, temperature, max_tokens; not the URL or the key): a rerun sends only requests not answered yet.
+    Delete the folder to ask again."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def _path(self, body: Mapping) -> Path:
+        key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return self.folder / f"{key[:32]}.json"
+
+    def get(self, body: Mapping) -> str | None:
+        path = self._path(body)
+        try:
+            return json.loads(path.read_text())["reply"] if path.is_file() else None
+        except (ValueError, KeyError, TypeError):  # a damaged entry is asked again
+            return None
+
+    def put(self, body: Mapping, reply: str) -> None:
+        path = self._path(body)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"request": body, "reply": reply}, indent=1))
+        tmp.replace(path)
+
+
 @dataclass(frozen=True)
 class Explainer:
     """POST {base_url}/chat/completions with a bearer key; retries transport errors, 429 and 5xx with backoff."""
@@ -87,6 +122,7 @@ class Explainer:
     timeout: float = 120.0
     retries: int = 3
     backoff: float = 2.0
+    cache: ReplyCache | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "Explainer":
@@ -106,12 +142,39 @@ class Explainer:
     def url(self) -> str:
         return f"{self.base_url.rstrip('/')}/chat/completions"
 
+    def with_cache(self, folder: Path) -> "Explainer":
+        """This explainer, keeping every answer it accepts under `folder` (a ReplyCache)."""
+        return dataclasses.replace(self, cache=ReplyCache(folder))
+
     def chat(self, messages: Sequence[Mapping[str, str]]) -> str:
-        """The assistant message's text for one request."""
+        """The assistant message's text for one request (from the cache when there is one and it has the answer)."""
+        return self.ask(messages, lambda text: text)
+
+    def ask(self, messages: Sequence[Mapping[str, str]], parse: Callable[[str], T]) -> T:
+        """`parse` of the answer to one request. An answer `parse` rejects (a UserError) is asked for again, up to
+        `retries` times, then its error stands; an accepted answer is cached, and a cached one is not asked again."""
         body = {"model": self.model, "messages": list(messages), "temperature": self.temperature}
         if self.max_tokens:
             body["max_tokens"] = self.max_tokens
-        return self._content(self._post(body))
+        cached = self.cache.get(body) if self.cache else None
+        if cached is not None:
+            try:
+                return parse(cached)
+            except UserError:
+                log.warning("a cached explainer answer is no longer accepted: asking again")
+        last = max(self.retries, 0)
+        for attempt in range(last + 1):
+            text = self._content(self._post(body))
+            try:
+                value = parse(text)
+            except UserError as err:
+                if attempt == last:
+                    raise
+                log.warning("explainer answer not usable (%s): asking again (%d/%d)", err, attempt + 1, self.retries)
+                continue
+            if self.cache:
+                self.cache.put(body, text)
+            return value
 
     def probe(self) -> None:
         """One one-token request, so that a wrong URL, key or model fails before hours of steered generation."""

@@ -20,6 +20,7 @@ from reasoning_sae.errors import UserError
 
 LOG10_EDGES = torch.linspace(-6, 4, 201)  # fine log10 bins for the density histogram, cropped/merged for display
 DISPLAY_BINS = 40
+HELD_OUT = "held_out.json"  # the interpret stage's held-out contexts, {feature: {activating, non_activating}}
 
 
 class FeatureStream:
@@ -31,16 +32,19 @@ class FeatureStream:
     entries are uniform over that band's occurrences. One pass, memory G * R * window, no second LM pass."""
 
     def __init__(self, n_features: int, top_n: int = 20, window: tuple[int, int] = (24, 8), reservoir: int = 1024,
-                 seed: int = 0):
-        self.n_features, self.top_n, self.reservoir = n_features, top_n, reservoir
+                 seed: int = 0, held_out: int = 0):
+        self.n_features, self.top_n, self.reservoir, self.held_out = n_features, top_n, reservoir, held_out
         self.before, self.after = window
         self.width = self.before + self.after + 1
         self.gen = torch.Generator().manual_seed(seed)
+        # silent windows draw from their own generator, so the reservoir (and the dashboards) stay as without them
+        self.quiet_gen = torch.Generator().manual_seed(seed + 1)
         self.tokens, self.fires_G = 0, torch.zeros(n_features, dtype=torch.long)
         self.hist_GH = torch.zeros(n_features, len(LOG10_EDGES) - 1, dtype=torch.long)
         self.top = self._empty()   # (act_GR, seq_GR, pos_GR, win_GRS), best first
         self.res = self._empty()   # (key_GR, seq_GR, pos_GR, win_GRS, act_GR), smallest key first
         self.res = (*self.res, torch.zeros(n_features, 0))
+        self.quiet = self._empty()[:3]  # (key_GQ, seq_GQ, pos_GQ): centres of windows where the feature is 0
 
     def _empty(self):
         G = self.n_features
@@ -80,6 +84,23 @@ class FeatureStream:
         key, order = key.topk(min(self.reservoir, key.shape[1]), dim=1, largest=False)
         rows = torch.arange(G)[:, None]
         self.res = (key, seq.gather(1, order), pos.gather(1, order), win[rows, order], act.gather(1, order))
+        if self.held_out:
+            self._update_quiet(fires_BSG, keep_BS.cpu(), seq_offset)
+
+    def _update_quiet(self, fires_BSG: torch.Tensor, keep_BS: torch.Tensor, seq_offset: int) -> None:
+        """A bottom-Q sample by random key of the kept positions whose whole window has the feature at 0: the silent
+        contexts held out for scoring (delphi's random non-activating windows, delphi/latents/constructors.py).
+        Q = 4 * held_out leaves spares for dropping overlapping windows."""
+        B, S, G = fires_BSG.shape
+        fires_BGS = F.pad(fires_BSG.permute(0, 2, 1).float(), (self.before, self.after))
+        quiet_BGS = (F.max_pool1d(fires_BGS, self.width, stride=1) == 0) & keep_BS.bool()[:, None, :]
+        keys_GN = torch.rand(G, B * S, generator=self.quiet_gen).masked_fill(
+            ~quiet_BGS.permute(0, 2, 1).reshape(B * S, G).T, math.inf)
+        keys_GQ, idx_GQ = keys_GN.topk(min(4 * self.held_out, B * S), dim=1, largest=False)
+        new = (keys_GQ, idx_GQ // S + seq_offset, idx_GQ % S)
+        key, seq, pos = (torch.cat(pair, 1) for pair in zip(self.quiet, new, strict=True))
+        key, order = key.topk(min(4 * self.held_out, key.shape[1]), dim=1, largest=False)
+        self.quiet = (key, seq.gather(1, order), pos.gather(1, order))
 
     def histogram(self, g: int) -> dict:
         """Log-spaced histogram of feature g's non-zero activations, cropped to its range, at most DISPLAY_BINS bins."""
@@ -104,7 +125,7 @@ class FeatureStream:
                    for i in range(self.top[0].shape[1]) if self.top[0][g, i] > 0]
             keys_r, seq, pos, win, act = (t[g] for t in self.res)
             live = torch.isfinite(keys_r)
-            samples = []
+            samples, band_r = [], None
             if live.any():
                 act_r, seq_r, pos_r, win_r = act[live], seq[live], pos[live], win[live]
                 edges = torch.quantile(act_r.double(), torch.linspace(0, 1, bands + 1, dtype=torch.double))
@@ -122,7 +143,50 @@ class FeatureStream:
                 "fires": fires, "tokens": self.tokens, "density": fires / max(self.tokens, 1),
                 "histogram": self.histogram(g), "top_contexts": top, "quantiles": samples,
             }
+            if self.held_out:
+                out[int(feature)]["held_out"] = self._held_out(g, token_ids, tokenizer, band_r, bands, per_band, top)
         return out
+
+    def _held_out(self, g: int, token_ids: np.ndarray, tokenizer, band_r: torch.Tensor | None, bands: int,
+                  per_band: int, top: list[dict]) -> dict[str, list[dict]]:
+        """Contexts kept for scoring explanations, none shown in the dashboards and no two overlapping: `held_out`
+        activating ones spread evenly over the quantile bands (delphi samples its test examples across activation
+        quantiles, delphi/latents/samplers.py), each band's in random order after the `per_band` the dashboards show,
+        and `held_out` silent ones (the feature is 0 across the window)."""
+        taken: dict[int, list[int]] = {}
+
+        def pick(candidates, quota: int) -> list:  # in order, skipping overlaps with contexts shown or held out
+            picked = []
+            for i, seq, pos in candidates:
+                if len(picked) == quota:
+                    break
+                if all(abs(pos - p) > self.before + self.after for p in taken.get(seq, [])):
+                    taken.setdefault(seq, []).append(pos)
+                    picked.append(i)
+            return picked
+
+        for c in top:
+            taken.setdefault(c["sequence"], []).append(c["position"])
+        activating = []
+        if band_r is not None:
+            keys_r, seq, pos, win, act = (t[g] for t in self.res)
+            live = torch.isfinite(keys_r)
+            act_r, seq_r, pos_r, win_r = act[live], seq[live], pos[live], win[live]
+            queues = [band_r.eq(band).nonzero().flatten().tolist() for band in reversed(range(bands))]
+            for queue in queues:
+                for i in queue[:per_band]:
+                    taken.setdefault(int(seq_r[i]), []).append(int(pos_r[i]))
+            for b, queue in enumerate(queues):  # the remainder goes to the highest bands
+                quota = self.held_out // bands + (b < self.held_out % bands)
+                picks = pick(((i, int(seq_r[i]), int(pos_r[i])) for i in queue[per_band:]), quota)
+                activating += [{**self._context(token_ids, tokenizer, act_r[i], seq_r[i], pos_r[i], win_r[i]),
+                                "band": bands - 1 - b} for i in picks]
+        keys_q, seq_q, pos_q = (t[g] for t in self.quiet)
+        silent = [((int(s), int(p)), int(s), int(p)) for k, s, p in zip(keys_q, seq_q, pos_q, strict=True)
+                  if math.isfinite(k)]
+        zeros = torch.zeros(self.width)
+        quiet = [self._context(token_ids, tokenizer, 0.0, s, p, zeros) for s, p in pick(silent, self.held_out)]
+        return {"activating": activating, "non_activating": quiet}
 
     def _context(self, token_ids: np.ndarray, tokenizer, act, seq, pos, win_S) -> dict:
         """The window as text pieces (text_pieces), each shaded by the largest activation of its tokens."""
@@ -195,8 +259,11 @@ def logit_effects(model, tokenizer, W_dec_GD: torch.Tensor, k: int = 10, bins: i
 def feature_records(lm, sae, token_ids, features: Sequence[int], *, hook: str | None = None, top_n: int = 20,
                     window: tuple[int, int] = (24, 8), bands: int = 4, per_band: int = 5, reservoir: int = 1024,
                     logit_k: int = 10, ignore_token_ids: Sequence[int] = (), seed: int = 0,
-                    batch_sequences: int = 8, progress: bool = False, sink_positions: int = 0) -> dict[int, dict]:
-    """Dashboard records of `features` over `token_ids` [n_sequences, seq], from one LM pass; keyed by feature id."""
+                    batch_sequences: int = 8, progress: bool = False, sink_positions: int = 0,
+                    held_out: int = 0) -> dict[int, dict]:
+    """Dashboard records of `features` over `token_ids` [n_sequences, seq], from one LM pass; keyed by feature id.
+    held_out > 0: each record also has `held_out`, that many activating and silent contexts for scoring
+    explanations (FeatureStream._held_out)."""
     features = [int(f) for f in features]
     bad = [f for f in features if not 0 <= f < sae.d_sae]
     if bad:
@@ -205,7 +272,8 @@ def feature_records(lm, sae, token_ids, features: Sequence[int], *, hook: str | 
     sae = sae.to(lm.device)
     token_ids = np.asarray(token_ids, dtype=np.int64)
     index = torch.tensor(features, dtype=torch.long, device=lm.device)
-    stream = FeatureStream(len(features), top_n=top_n, window=tuple(window), reservoir=reservoir, seed=seed)
+    stream = FeatureStream(len(features), top_n=top_n, window=tuple(window), reservoir=reservoir, seed=seed,
+                           held_out=held_out)
     for batch in lm.iter_activations(token_ids, hook, batch_sequences, ignore_token_ids, sink_positions,
                                      "interpret" if progress else None):
         stream.update(sae.encode(batch.acts.float())[..., index], batch.keep_BS, batch.start)

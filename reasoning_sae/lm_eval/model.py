@@ -10,8 +10,16 @@ Model args (lm-eval's `key=value,...`; lists joined with `+`):
   site         resid_post (paper v2) | mlp_out (released code: clamp reads f_i from layer L's MLP output; same as
                resid_post for add)
   f_max        a number, one per feature, or an interpret-stage `f_max.json`; default: the SAE's training record
+  vector       a steering vector in place of sae/features (DiffMean: the score stage's diffmean.safetensors; or a
+               .npy): x + gamma * vector_norm * v / ||v||, or x + gamma * v without vector_norm (mode add)
+  vector_norm  the norm of the update at gamma 1 (the evaluate stage: f_max * ||W_dec[i]|| of the reference feature)
+  vector_hook  where the vector is added (blocks.L.hook_resid_post); default: the hook its .safetensors records
   ban          words to ban while thinking (Table 2): `+`-joined surface forms or a vocabulary .json file
   ban_scope    thinking | all
+  min_thinking_tokens  budget forcing (evaluate/budget.py, s1): a sample that tries to stop thinking (think_end, or
+               the end of sequence while thinking) with fewer thinking tokens gets `force_word` and generates on
+  force_word   appended in place of the early stop (default Wait)
+  max_forces   times one sample may be forced (default 1)
 Everything else goes to lm-eval's HFLM (batch_size, max_length, ...). Every argument is checked before the model
 loads (a bad one is one `error: ...` line from the CLI). On a CPU, batch_size=auto is CPU_AUTO_BATCH_SIZE."""
 
@@ -27,11 +35,13 @@ from lm_eval.models.huggingface import HFLM
 from transformers import LogitsProcessorList
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.evaluate.budget import MAX_FORCES, WORD, BudgetForcing, Forcer, budget_forcing, force_rounds
 from reasoning_sae.evaluate.wordban import SCOPES, banned_sequences, ban_processor
 from reasoning_sae.models import ModelConfig, load_lm, model_config, parse_hook
 from reasoning_sae.models.loading import resolve_device, resolve_dtype, resolve_source
 from reasoning_sae.sae import SparseAutoencoder
-from reasoning_sae.steering import MODES, POSITIONS, check_site, steer, steering_vectors
+from reasoning_sae.steering import MODES, POSITIONS, check_site, steer, steer_vector, steering_vectors, vector_steering
+from reasoning_sae.steering.vector import load_vector
 from reasoning_sae.vocab.vocabulary import load_vocabulary
 
 
@@ -128,6 +138,40 @@ def steering_spec(sae, features, gamma, mode, positions, f_max, site="resid_post
     return spec
 
 
+def vector_spec(vector, vector_norm, vector_hook, gamma, mode, positions, sae=None, features=None) -> dict:
+    """The vector model args as `steer_vector(...)` keywords, checked before the model loads: the file (one 1-D float
+    tensor, a hook), one finite gamma, the norm, mode add and no SAE features beside it."""
+    if sae is not None or features not in (None, ""):
+        raise UserError("vector= steers a given direction in place of SAE features: drop sae= and features=")
+    if mode != "add":
+        raise UserError(f"vector= steers as mode=add (x + gamma * vector_norm * v / ||v||), not {mode!r}: drop mode=")
+    if positions not in POSITIONS:
+        raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
+    gammas = split_list(gamma, float, "gamma")
+    if len(gammas) != 1:
+        raise UserError(f"vector= takes one gamma, got {gammas}")
+    norm = None if vector_norm in (None, "") else split_list(vector_norm, float, "vector_norm")
+    if norm is not None and len(norm) != 1:
+        raise UserError(f"vector_norm takes one number, got {norm}")
+    loaded = load_vector(vector, vector_hook or None)
+    spec = {"vector_D": loaded.vector_D, "hook": loaded.hook, "gamma": gammas[0], "norm": norm[0] if norm else None,
+            "positions": positions}
+    vector_steering(loaded.vector_D, spec["gamma"], spec["norm"])  # finite, non-zero where a norm is asked for
+    return spec
+
+
+def check_vector_against(spec: dict, model) -> None:
+    """The vector's length and hook against a model config whose shape is known, before that model loads."""
+    if model.n_layers is None or model.d_model is None:
+        return
+    if len(spec["vector_D"]) != model.d_model:
+        raise UserError(f"the steering vector has {len(spec['vector_D'])} dimensions but the model's residual stream "
+                        f"has {model.d_model}: use a vector computed on {model.name}")
+    point = parse_hook(spec["hook"], model.n_layers)
+    if point.kind != "hook_resid_post":
+        raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
+
+
 def check_sae_against(spec: dict | None, model) -> None:
     """The SAE's width, hook layer and model name against a model config whose shape is known (conf/model gives
     n_layers and d_model for the known models), before that model loads; `steer` checks the loaded model again."""
@@ -146,20 +190,49 @@ def check_sae_against(spec: dict | None, model) -> None:
 
 def check_model_args(pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
                      positions="all", f_max=None, ban=None, ban_scope="thinking", dtype=None, device=None,
-                     site="resid_post", **_engine_args):
+                     site="resid_post", vector=None, vector_norm=None, vector_hook=None, **_engine_args):
     """Every `sae_steered` model arg that can be checked without loading the model (the vLLM engine's share of
     them too), as (steering spec or None, banned words, the model's config or None for a loaded LanguageModel).
     The CLI calls it before lm-eval builds anything; a bad arg is a UserError (one `error:` line)."""
-    steering = steering_spec(sae, features, gamma, mode, positions, f_max, site)
+    vectored = vector not in (None, "")
+    steering = (vector_spec(vector, vector_norm, vector_hook, gamma, mode, positions, sae, features) if vectored
+                else steering_spec(sae, features, gamma, mode, positions, f_max, site))
     words = ban_words(ban, ban_scope)
+    forcing_args(_engine_args, positions if steering else "all")
     if hasattr(pretrained, "activations"):
         return steering, words, None
     overrides = {k: v for k, v in (("dtype", dtype), ("device", device)) if v not in (None, "auto")}
     config = model_config(str(pretrained), **overrides)
     resolve_source(config.name)
     resolve_dtype(config.dtype, resolve_device(config.device))
-    check_sae_against(steering, config)
+    check_vector_against(steering, config) if vectored else check_sae_against(steering, config)
     return steering, words, config
+
+
+FORCING_ARGS = {"min_thinking_tokens": None, "force_word": WORD, "max_forces": MAX_FORCES}
+
+
+def forcing_args(model_args: dict, positions="all") -> BudgetForcing | None:
+    """The budget-forcing model args (FORCING_ARGS), taken out of `model_args` and checked, with its max_gen_toks
+    (None: no min_thinking_tokens, no forcing); shared by both engines. A forced sample generates on from prompt +
+    kept thinking as a new prompt, so steering it must not tell prompt from generated tokens: positions=all only."""
+    given = {**FORCING_ARGS, **{k: model_args.pop(k) for k in FORCING_ARGS if k in model_args}}
+    minimum = int_arg(given["min_thinking_tokens"], "min_thinking_tokens")
+    if minimum is None:
+        return None
+    if positions != "all":
+        raise UserError(f"budget forcing generates on from the kept thinking as a new prompt, which positions="
+                        f"{positions} would steer as prompt: steer positions=all, or drop min_thinking_tokens")
+    return budget_forcing(minimum, given["force_word"], int_arg(given["max_forces"], "max_forces"),
+                          int_arg(model_args.get("max_gen_toks"), "max_gen_toks"))
+
+
+def eos_ids(tokenizer, *more) -> set[int]:
+    """The ids that end a sequence: the tokenizer's EOS and any of `more` (ids or lists of them; None skipped)."""
+    found = {tokenizer.eos_token_id}
+    for value in more:
+        found.update(value if isinstance(value, (list, tuple, set)) else [value])
+    return {int(i) for i in found if i is not None}
 
 
 def int_arg(value, name: str) -> int | None:
@@ -229,29 +302,69 @@ class SteeredLM(HFLM):
 
     def __init__(self, pretrained="smollm2-135m-instruct", sae=None, features=None, gamma=2.0, mode="add",
                  positions="all", f_max=None, ban=None, ban_scope="thinking", dtype=None, device=None,
-                 site="resid_post", **kwargs):
+                 site="resid_post", vector=None, vector_norm=None, vector_hook=None, **kwargs):
         # Every argument is checked before the model loads: a typo costs a second, not a model load.
         steering, words, config = check_model_args(pretrained, sae, features, gamma, mode, positions, f_max, ban,
-                                                   ban_scope, dtype, device, site)
+                                                   ban_scope, dtype, device, site, vector, vector_norm, vector_hook)
+        forcing = forcing_args(kwargs, positions if steering else "all")
         self.lm = pretrained if config is None else load_lm(config)
         kwargs["batch_size"] = cpu_batch_size(kwargs.get("batch_size", 1), kwargs.get("max_batch_size"), self.lm)
         super().__init__(pretrained=self.lm.model, tokenizer=self.lm.tokenizer, **kwargs)
-        if steering is not None:
-            with steer(self.lm, **steering):  # the checks that need the loaded model, now, not at the first request
-                pass
         self.steering = steering
+        with self._steered():  # the checks that need the loaded model, now, not at the first request
+            pass
         self.banned = banned_sequences(self.tokenizer, words) if words else []
         self.ban_scope = ban_scope
         self.think_end, self.think_end_id = self.lm.config.think_end, think_end_id(self.tokenizer, self.lm.config)
+        self.forcer = None if forcing is None else Forcer(forcing, self.tokenizer, self.think_end, eos_ids(
+            self.tokenizer, self.lm.config.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)))
+        self.forces: list[int] = []  # per generated sample, in generation order: times budget forcing forced it
 
     def _steered(self):
-        return steer(self.lm, **self.steering) if self.steering else contextlib.nullcontext()
+        if not self.steering:
+            return contextlib.nullcontext()
+        return (steer_vector if "vector_D" in self.steering else steer)(self.lm, **self.steering)
 
     def _model_call(self, inps, attn_mask=None, labels=None):
         with self._steered():
             return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
 
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        if self.forcer is not None:
+            return self._forced_generate(context, max_length, stop, **generation_kwargs)
+        return self._generate(context, max_length, stop, **generation_kwargs)
+
+    def _forced_generate(self, context_BS, max_length, stop, attention_mask=None, **generation_kwargs):
+        """Budget forcing (evaluate/budget.py): generate, then generate again from prompt + kept thinking + word for
+        the rows that tried to stop thinking early (re-batched, left padded), until none does. Returned as lm-eval
+        expects: the context, then each row's generated ids, right-padded."""
+        import torch
+
+        mask_BS = torch.ones_like(context_BS) if attention_mask is None else attention_mask
+        start, pad, device = context_BS.shape[1], self.tokenizer.pad_token_id, context_BS.device
+        budget = max_length - start
+        first = self._generate(context_BS, max_length, stop, attention_mask=mask_BS, **generation_kwargs)
+        prompts = [row[keep.bool()].tolist() for row, keep in zip(context_BS, mask_BS, strict=True)]
+
+        def generate(rows, prefixes):
+            seqs = [prompts[i] + p for i, p in zip(rows, prefixes, strict=True)]
+            width = max(map(len, seqs))
+            ids_BS = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)
+            keep_BS = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
+            room = max(budget - len(p) for p in prefixes)
+            out = self._generate(ids_BS, width + room, stop, attention_mask=keep_BS, min_new_tokens=1,
+                                 **generation_kwargs)  # min_new_tokens: s1 asks for min_tokens=1 after the word
+            return out[:, width:].tolist()
+
+        outputs, forces = force_rounds(first[:, start:].tolist(), [budget] * len(prompts), self.forcer, generate,
+                                       [stop] * len(prompts))
+        self.forces += forces
+        width = max(map(len, outputs))
+        gen_BT = torch.tensor([o + [pad] * (width - len(o)) for o in outputs], dtype=context_BS.dtype,
+                              device=device).reshape(len(outputs), width)
+        return torch.cat([context_BS, gen_BT], dim=1)
+
+    def _generate(self, context, max_length, stop, **generation_kwargs):
         if self.banned:
             ban = ban_processor(self.banned, context.shape[1], self.tokenizer.eos_token_id, self.think_end_id,
                                 self.ban_scope)

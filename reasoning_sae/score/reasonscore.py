@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from reasoning_sae.errors import UserError
+from reasoning_sae.score.diffmean import DiffMean, accumulate_means, diff_mean
 from reasoning_sae.vocab.vocabulary import word_of
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,13 @@ def top_features(table: pd.DataFrame, q: float | None = None, top_k: int | None 
     return ranked.index[ranked["reason_score"] > tau].tolist()
 
 
-@torch.inference_mode()
+class ScorePass(NamedTuple):
+    table: pd.DataFrame
+    """The score table (`reason_scores`)."""
+    diffmean: DiffMean | None
+    """The DiffMean steering vector over the same sets (None when not asked for)."""
+
+
 def reason_scores(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[int, int] = (2, 3),
                   alpha: float = 0.7, ignore_token_ids: Sequence[int] = (), fold_decoder_norm: bool = False,
                   hook: str | None = None, batch_sequences: int = 8, progress: bool = False,
@@ -147,6 +154,17 @@ def reason_scores(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[i
     `fold_decoder_norm` scales each feature's activation by its decoder norm first (the released code);
     `hook` defaults to the SAE's recorded hook; the first `sink_positions` of each sequence count in no set (the
     stages drop model.sink_positions, 1 by default: models/positions.py). Returns the score table indexed by feature id."""
+    return score_pass(lm, sae, token_ids, vocabulary, window, alpha, ignore_token_ids, fold_decoder_norm, hook,
+                      batch_sequences, progress, sink_positions, diffmean=False).table
+
+
+@torch.inference_mode()
+def score_pass(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[int, int] = (2, 3), alpha: float = 0.7,
+               ignore_token_ids: Sequence[int] = (), fold_decoder_norm: bool = False, hook: str | None = None,
+               batch_sequences: int = 8, progress: bool = False, sink_positions: int = 0,
+               diffmean: bool = True) -> ScorePass:
+    """`reason_scores`, and with `diffmean` the DiffMean vector (score/diffmean.py) from the same pass: the hook
+    activations summed over the same two sets as the feature means (D_R^W, D_¬R^W, same kept tokens)."""
     import copy
 
     hook = hook or sae.hook_name(lm)
@@ -155,10 +173,13 @@ def reason_scores(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[i
         sae = copy.deepcopy(sae)
         sae.fold_decoder_norm()
     sae = sae.to(lm.device)
-    sums = None
+    sums = means = None
     for batch in lm.iter_activations(token_ids, hook, batch_sequences, ignore_token_ids, sink_positions,
                                      "ReasonScore" if progress else None):
         feats_BSF = sae.encode(batch.acts.float())
         masks_BSM = set_masks(batch.ids_BS, words, window, batch.keep_BS)
         sums = accumulate(feats_BSF.flatten(0, 1), masks_BSM.flatten(0, 1), sums)
-    return score_table(ScoreSums(sums.sums_MF.cpu(), sums.counts_M.cpu()), words.groups, alpha)
+        if diffmean:
+            means = accumulate_means(batch.acts.flatten(0, 1), masks_BSM[..., :2].flatten(0, 1), means)
+    table = score_table(ScoreSums(sums.sums_MF.cpu(), sums.counts_M.cpu()), words.groups, alpha)
+    return ScorePass(table, diff_mean(means, hook) if diffmean else None)

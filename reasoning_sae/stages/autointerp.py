@@ -1,9 +1,12 @@
 """The optional `autointerp` stage: steering-based automatic interpretation (paper Sec. 4.2, Table 4, Fig. 3b).
 
-Not part of `reproduce`: it needs an OpenAI-compatible LLM endpoint (the paper used GPT-4o). For each feature (the
-score stage's F_R, best first, or `autointerp.features`) the model answers problems from the scoring source at every
-gamma of the grid; the explainer describes each feature, then groups them. Writes `generations.jsonl` (feature, gamma,
-domain, prompt, text), `descriptions.json`, `groups.json` and `table.md` (Table 4's layout)."""
+It needs an OpenAI-compatible LLM endpoint (the paper used GPT-4o), so `reproduce` runs it only when one is given. For
+each feature (the score stage's F_R, best first, or `autointerp.features`) the model answers problems from the scoring
+source at every gamma of the grid; the explainer describes each feature, then groups them. Writes `generations.jsonl`
+(feature, gamma, domain, prompt, text), `descriptions.json`, `groups.json` and `table.md` (Table 4's layout). With
+`autointerp.scoring.enabled` it then scores each description as delphi does (detection, fuzzing) on the interpret
+stage's held-out contexts: `scores.csv` (per feature), `score_groups.csv` (per group), `scores.md`, `judgements.jsonl`.
+Every explainer answer is cached in `autointerp-cache/explainer/`, so a rerun after a failure sends only the rest."""
 
 import hashlib
 import json
@@ -16,12 +19,15 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae.artifacts import (F_MAX, TOP_FEATURES, read_f_max, read_f_r, run_sae, run_stage, sae_inputs,
-                                     stage_dir, upstream_inputs, write_json)
+                                     stage_dir, upstream, upstream_inputs, write_json)
 from reasoning_sae.data.sources import load_source, source_configs
 from reasoning_sae.errors import UserError
 from reasoning_sae.interpret.autointerp import (Generation, Prompt, describe_feature, generate, group_features,
                                                 markdown_table, sample_prompts, steered_generations)
 from reasoning_sae.interpret.explainer import Explainer, endpoint
+from reasoning_sae.interpret.features import HELD_OUT
+from reasoning_sae.interpret.scoring import (Context, group_frame, held_out_contexts, score_feature, scores_frame,
+                                             scores_markdown)
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
 
@@ -58,6 +64,52 @@ def check_config(ac: DictConfig) -> None:
         raise UserError(f"autointerp.gammas={list(ac.gammas or [])} must be a non-empty list of finite numbers")
     if int(ac.n_prompts) < 1 or int(ac.max_new_tokens) < 1:
         raise UserError("autointerp.n_prompts and autointerp.max_new_tokens must be at least 1")
+    if ac.scoring.enabled and not ac.scoring.methods:
+        raise UserError("autointerp.scoring.methods is empty: name detection and/or fuzzing, or set "
+                        "autointerp.scoring.enabled=false")
+
+
+def scoring_contexts(cfg: DictConfig, features: list[int]) -> dict[int, list[Context]]:
+    """The held-out contexts each feature's description is scored on (interpret's held_out.json), checked before
+    the model loads."""
+    path = upstream(cfg, "interpret") / HELD_OUT
+    if not path.is_file():
+        raise UserError(f"the interpret stage kept no held-out contexts ({path} is missing): rerun it with "
+                        "interpret.held_out > 0 (python -m reasoning_sae interpret), or set "
+                        "autointerp.scoring.enabled=false")
+    try:
+        held_out = json.loads(path.read_text())
+    except ValueError as err:
+        raise UserError(f"{path} is corrupt ({err}): rerun the interpret stage (python -m reasoning_sae interpret "
+                        "force=true)") from None
+    return held_out_contexts(held_out, features, int(cfg.autointerp.scoring.examples), str(path))
+
+
+def score_descriptions(cfg: DictConfig, explainer: Explainer, descriptions: list, groups: list,
+                       contexts: dict[int, list[Context]], out: Path) -> dict:
+    """Detection and fuzzing scores of every description: scores.csv, score_groups.csv, scores.md, judgements.jsonl;
+    returns each method's mean balanced accuracy."""
+    sc = cfg.autointerp.scoring
+    scores, judgements = [], []
+    for d in descriptions:
+        for method in sc.methods:
+            log.info("autointerp: scoring feature %d by %s", d.feature, method)
+            score, labels = score_feature(explainer, d.feature, d.description, contexts[d.feature], method,
+                                          int(sc.batch_size), int(sc.seed))
+            scores.append(score)
+            judgements += labels
+    frame = scores_frame(scores, [d.feature for d in descriptions], list(sc.methods))
+    by_group = group_frame(frame, groups)
+    frame.to_csv(out / "scores.csv", index=False)
+    by_group.to_csv(out / "score_groups.csv", index=False)
+    with (out / "judgements.jsonl").open("w") as f:
+        f.writelines(json.dumps(j._asdict()) + "\n" for j in judgements)
+    (out / "scores.md").write_text(
+        f"# Scored explanations · {cfg.experiment_name}\n\nEach description scored by {explainer.model} as delphi "
+        f"does ({', '.join(sc.methods)}) on up to {sc.examples} activating and {sc.examples} silent held-out contexts "
+        f"per feature, {sc.batch_size} to a request; balanced accuracy 50% is chance.\n\n"
+        + scores_markdown(frame, by_group, {d.feature: d.description for d in descriptions}, list(sc.methods)))
+    return {m: float(frame[f"{m}_balanced_accuracy"].mean()) for m in sc.methods}
 
 
 def problems(cfg: DictConfig) -> list[Prompt]:
@@ -107,11 +159,13 @@ class GenerationCache:
 def build(cfg: DictConfig, out: Path) -> dict:
     ac = cfg.autointerp
     explainer = Explainer.from_config(OmegaConf.to_container(ac.explainer, resolve=True))
+    explainer = explainer.with_cache(stage_dir(cfg, "autointerp-cache") / "explainer")
     check_config(ac)
     fetched = run_sae(cfg)
     sae = SparseAutoencoder.load(fetched.path)
     features = select_features(cfg, sae.d_sae)
     f_max = read_f_max(cfg, fetched.fingerprint)
+    contexts = scoring_contexts(cfg, features) if ac.scoring.enabled else {}
     prompts = problems(cfg)
     explainer.probe()  # the endpoint answers before the model loads and generates
     settings = {"max_new_tokens": int(ac.max_new_tokens), "batch_size": ac.batch_size,
@@ -137,8 +191,11 @@ def build(cfg: DictConfig, out: Path) -> dict:
     groups = group_features(explainer, descriptions)
     write_json(out / "groups.json", [asdict(g) for g in groups])
     (out / "table.md").write_text(header(cfg, explainer, features, prompts) + markdown_table(groups, descriptions))
-    return {"features": features, "prompts": len(prompts), "generations": sum(map(len, generations.values())),
-            "groups": {g.name: list(g.features) for g in groups}, "explainer": explainer.model}
+    summary = {"features": features, "prompts": len(prompts), "generations": sum(map(len, generations.values())),
+               "groups": {g.name: list(g.features) for g in groups}, "explainer": explainer.model}
+    if ac.scoring.enabled:
+        summary["scores"] = score_descriptions(cfg, explainer, descriptions, groups, contexts, out)
+    return summary
 
 
 def run(cfg: DictConfig) -> Path:

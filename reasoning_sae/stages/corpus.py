@@ -1,12 +1,14 @@
 """The `corpus` stage: training mix and scoring subset as packed token sequences, plus reasoning/solution pairs.
 
 Writes `train/` and `score/` (HF datasets on disk, column `input_ids` of `context_size` tokens; `train` also has
-`source`) and `pairs.parquet` (problem, reasoning, solution, domain) for the vocab stage.
+`source`), `heldout/` (sequences of `data.heldout.source` that the training mix did not read: the falsify stage's
+non-reasoning text) and `pairs.parquet` (problem, reasoning, solution, domain) for the vocab stage.
 """
 
 import logging
 import math
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -77,6 +79,47 @@ def training_mix(packed: dict[str, datasets.Dataset], fractions: dict[str, float
     return datasets.concatenate_datasets(parts).shuffle(seed=seed).flatten_indices()
 
 
+def rows_past(src: SourceConfig, start: int, count: int) -> datasets.Dataset:
+    """Rows [start, start + count) of a source, ignoring its `rows` cap (a demo source generates them: its row i
+    depends only on its seed and i, so rows past the cap are new ones)."""
+    rows = load_source(replace(src, rows=start + count if src.path.startswith(DEMO_PREFIX) else None))
+    return rows.select(range(min(start, len(rows)), min(start + count, len(rows))))
+
+
+def heldout_split(data: DictConfig, sources: dict[str, SourceConfig], packed: dict[str, datasets.Dataset],
+                  pack_rows) -> datasets.Dataset | None:
+    """`data.heldout.sequences` packed sequences of `data.heldout.source` that the training mix does not read (None
+    when none are asked for): a source the mix reads up to its `rows` cap gives rows past the cap (the mix is
+    unchanged); a source the mix does not read gives its first rows; a source the mix reads whole gives up its last
+    packed sequences, removed from `packed` before the mix draws. `pack_rows(rows, source)` packs rows."""
+    hc = data.get("heldout")
+    if not hc or not hc.sequences:
+        return None
+    if hc.source not in sources:
+        raise UserError(f"data.heldout.source={hc.source!r} is not one of the sources {sorted(sources)}")
+    src, need = sources[hc.source], hc.sequences
+    if hc.source in packed and src.rows is None:
+        available = len(packed[hc.source])
+        if need >= available:
+            raise UserError(f"data.heldout.sequences={need} would hold out all {available} sequences of source "
+                            f"{hc.source!r}, leaving none for the training mix: lower it")
+        heldout = packed[hc.source].select(range(available - need, available))
+        packed[hc.source] = packed[hc.source].select(range(available - need))
+        return heldout
+    parts, have, start = [], 0, src.rows if hc.source in packed else 0
+    while have < need:  # one packing batch of rows at a time, until there are enough sequences
+        rows = rows_past(src, start, data.batch_size)
+        if len(rows) == 0:
+            break
+        parts.append(pack_rows(rows, src))
+        have, start = have + len(parts[-1]), start + len(rows)
+    if not have:
+        log.warning("data.heldout: source %r has no rows past the %s the training mix reads: no held-out split",
+                    hc.source, f"{src.rows} rows" if src.rows else "rows")
+        return None
+    return datasets.concatenate_datasets(parts).select(range(min(need, have)))
+
+
 def reasoning_pairs(rows: datasets.Dataset) -> datasets.Dataset | None:
     """Reasoning trace vs reference solution of the same problem (OpenThoughts `ground_truth_solution`)."""
     if "ground_truth_solution" not in rows.column_names:
@@ -114,6 +157,15 @@ def build(cfg: DictConfig, out: Path) -> dict:
 
     packed = {name: pack_texts(as_texts(rows[name], src, model_cfg.chat_format, tokenizer), f"pack {name}")
               for name, src in mixed.items()}
+
+    def pack_heldout(src_rows: datasets.Dataset, src: SourceConfig) -> datasets.Dataset:  # in document order
+        return pack(as_texts(src_rows, src, model_cfg.chat_format, tokenizer), tokenizer, data.context_size,
+                    separators[data.separator], bos if data.prepend_bos else None, data.batch_size, data.num_proc,
+                    "pack heldout")
+
+    heldout = heldout_split(data, sources, packed, pack_heldout)
+    if heldout is not None:
+        heldout.save_to_disk(str(out / "heldout"))
     train = None
     if data.get("train_mix", True):
         train = training_mix(packed, {n: s.fraction for n, s in sources.items()}, data.context_size,
@@ -140,6 +192,7 @@ def build(cfg: DictConfig, out: Path) -> dict:
         "score_tokens": len(score) * data.context_size,
         "score_docs_by_domain": dict(Counter(subset["domain"])) if "domain" in subset.column_names else {},
         "pairs": 0 if pairs is None else len(pairs),
+        "heldout_sequences": 0 if heldout is None else len(heldout),
     }
     if any(s.path.startswith(DEMO_PREFIX) for s in sources.values()):
         (out / "DATACARD.md").write_text(data_card(cfg, sources, summary))

@@ -2,7 +2,8 @@
 features x gammas x benchmarks (plus the unsteered baseline and the word-ban ablation).
 
 Each cell is computed once into `artifacts/<exp>/evaluate-cells/<task>/<label>-<hash>/` (lm-eval result and sample
-files, `metrics.json`); the stage writes `results.csv` (one row per cell and metric), `table.md` (Table 1 layout)
+files, `metrics.json`, `attempts.parquet`); the stage writes `results.csv` (one row per cell and metric),
+`attempts.parquet` (one row per cell, problem and sampled answer: the tables' intervals), `table.md` (Table 1 layout)
 and `wordban.md` (Table 2 layout), and logs them to W&B."""
 
 import functools
@@ -15,10 +16,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning_sae import __version__
-from reasoning_sae.artifacts import (atomic_dir, path_fingerprint, read_f_max, read_f_r, run_sae, run_stage, sae_inputs,
-                                     stage_dir, upstream_inputs)
+from reasoning_sae.artifacts import (atomic_dir, path_fingerprint, read_diffmean, read_f_max, read_f_r, run_sae,
+                                     run_stage, sae_inputs, stage_dir, upstream_inputs)
 from reasoning_sae.errors import UserError
-from reasoning_sae.evaluate.cells import Cell, cell_key, grid
+from reasoning_sae.evaluate.cells import Cell, cell_key, feature_sets, grid
+from reasoning_sae.evaluate.attempts import ATTEMPTS, cell_attempts
 from reasoning_sae.evaluate.runner import evaluate_cell, load_cell
 from reasoning_sae.evaluate.tables import results_frame, table1, table2
 from reasoning_sae.models import model_config
@@ -27,6 +29,7 @@ from reasoning_sae.sae.source import check_feature_ids
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("steering", "benchmark", "model", "seed")
+RECORDS = "attempts.parquet v1"  # what the stage writes besides lm-eval's files and results.csv
 
 
 def steering_features(cfg: DictConfig) -> list:
@@ -49,17 +52,49 @@ def cells(cfg: DictConfig) -> list[Cell]:
     seeds = list(bc.word_ban.seeds) if bc.word_ban.enabled else None
     if not all(isinstance(g, (int, float)) and math.isfinite(g) for g in cfg.steering.gammas):
         raise UserError(f"steering.gammas must be finite numbers, got {list(cfg.steering.gammas)}")
-    return grid(list(bc.tasks), steering_features(cfg), list(cfg.steering.gammas), cfg.steering.baseline, seeds)
+    return grid(list(bc.tasks), steering_features(cfg), list(cfg.steering.gammas), cfg.steering.baseline, seeds,
+                vectors=list(cfg.steering.vectors), force=budget_min(cfg))
+
+
+def budget_min(cfg: DictConfig) -> int | None:
+    """benchmark.budget_forcing's minimum thinking length (None: off), checked (evaluate/budget.py)."""
+    from reasoning_sae.evaluate.budget import budget_setting
+
+    forcing = budget_setting(cfg.benchmark)
+    return None if forcing is None else forcing.min_tokens
 
 
 def inputs(cfg: DictConfig, grid_cells: list[Cell]) -> dict[str, str]:
-    """Fingerprints of what the cells read: vocab always, the SAE and f_max when steering."""
+    """Fingerprints of what the cells read: vocab always, the SAE and f_max when steering, a vector's file (its
+    content) when a cell steers with it."""
     found = upstream_inputs(cfg, {"vocab": "vocabulary.json"})
-    if any(c.features for c in grid_cells):
+    for name in dict.fromkeys(c.vector for c in grid_cells if c.vector):
+        found[name] = path_fingerprint(vector_file(cfg, name)[0])
+    if any(c.features or c.vector for c in grid_cells):
         found.update(sae_inputs(cfg))
         if cfg.steering.f_max == "interpret":
             found.update(upstream_inputs(cfg, {"interpret": "f_max.json"}))
     return found
+
+
+VECTOR_FILES = {"diffmean": read_diffmean}  # steering.vectors -> its reader: (path, vector, metadata)
+
+
+def vector_file(cfg: DictConfig, name: str):
+    if name not in VECTOR_FILES:
+        raise UserError(f"unknown steering vector {name!r}: use one of {', '.join(VECTOR_FILES)}")
+    return VECTOR_FILES[name](cfg)
+
+
+def reference_features(cfg: DictConfig) -> tuple[int, ...]:
+    """The feature set whose update norm the steering vectors take: the grid's first (the top feature of F_R with
+    steering.features=top)."""
+    sets = feature_sets(steering_features(cfg))
+    if not sets:
+        raise UserError("steering.vectors are scaled to the update norm of the first steered feature set "
+                        "(gamma * f_max * ||W_dec[i]||), but steering.features is empty: give features or top, "
+                        "or steering.vectors=[]")
+    return sets[0]
 
 
 def f_max_for(cfg: DictConfig, features: tuple[int, ...]) -> list[float] | None:
@@ -119,6 +154,9 @@ class Context:
                     "f_max": f_max_for(self.cfg, cell.features)} if cell.features else None
         if steering and sc.get("site", "resid_post") != "resid_post":  # absent for resid_post: old cells keep keys
             steering["site"] = sc.site
+        if cell.vector:  # the vector's file and the norm it is scaled to (reference features, f_max, SAE)
+            steering = {"vector": cell.vector, "file": self.inputs.get(cell.vector), "sae": self.inputs.get("sae"),
+                        "positions": sc.positions, **self.vector_norm}
         data = bc.data_files.get(cell.task) if bc.data_files else None
         context = {"model": OmegaConf.to_container(self.cfg.model, resolve=True), "steering": steering,
                    "ban": self.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope if cell.ban else None,
@@ -127,13 +165,27 @@ class Context:
                    "seed": self.cfg.seed, "version": __version__}
         if bc.engine != "hf":  # absent for hf, so the HF cells keep their keys; a vLLM cell never reuses an HF one
             context["engine"] = {"name": bc.engine, "max_model_len": bc.get("max_model_len")}
+        if cell.force is not None:  # absent otherwise, so the other cells keep their keys (the minimum: in the cell)
+            context["budget_forcing"] = {k: bc.budget_forcing[k] for k in ("word", "max_forces")}
         return {**context, **fidelity_key(self.cfg, cell.task)}
+
+    @functools.cached_property
+    def vector_norm(self) -> dict:
+        """What the steering vectors are scaled to: ||sum_i f_max_i W_dec[i]|| over the reference features (the
+        update of `add` at gamma 1; times the cell's gamma when it steers)."""
+        from reasoning_sae.sae import SparseAutoencoder
+        from reasoning_sae.steering import update_norm
+
+        features = reference_features(self.cfg)
+        f_max = f_max_for(self.cfg, features)
+        norm = update_norm(SparseAutoencoder.load(sae_path(self.cfg)), list(features), f_max)
+        return {"reference": list(features), "f_max": f_max, "norm": norm}
 
     @functools.cached_property
     def steer_layer(self) -> int:
         """The layer every vLLM cell steers (the run's SAE's hook; model.layer when no cell steers): one engine
         serves the baseline, steered and word-ban cells alike."""
-        return steer_layer(self.cfg, any(c.features for c in self.cells))
+        return steer_layer(self.cfg, any(c.features or c.vector for c in self.cells))
 
 
 def model_for(ctx: Context, cell: Cell):
@@ -144,16 +196,22 @@ def model_for(ctx: Context, cell: Cell):
         steering = {"sae": str(sae_path(cfg)), "features": list(cell.features), "gamma": cell.gamma,
                     "mode": cfg.steering.mode, "positions": cfg.steering.positions,
                     "f_max": f_max_for(cfg, cell.features), "site": cfg.steering.get("site", "resid_post")}
+    if cell.vector:
+        steering = {"vector": str(vector_file(cfg, cell.vector)[0]), "vector_norm": ctx.vector_norm["norm"],
+                    "gamma": cell.gamma, "positions": cfg.steering.positions}
     ban = {"ban": ctx.ban_forms(cell.ban), "ban_scope": bc.word_ban.scope} if cell.ban else {}
+    forcing = {"min_thinking_tokens": cell.force, "force_word": bc.budget_forcing.word,
+               "max_forces": bc.budget_forcing.max_forces} if cell.force is not None else {}
     if bc.engine == "vllm":
         from reasoning_sae.lm_eval.vllm import SteeredVLLM
 
-        return SteeredVLLM(**vllm_engine_args(ctx), **steering, **ban)
+        return SteeredVLLM(**vllm_engine_args(ctx), **steering, **ban, **forcing)
     if bc.engine != "hf":
         raise UserError(f"unknown benchmark.engine {bc.engine!r}: use hf or vllm")
     from reasoning_sae.lm_eval.model import SteeredLM
 
-    return SteeredLM(pretrained=ctx.lm, batch_size=bc.batch_size, max_gen_toks=bc.max_gen_toks, **steering, **ban)
+    return SteeredLM(pretrained=ctx.lm, batch_size=bc.batch_size, max_gen_toks=bc.max_gen_toks, **steering, **ban,
+                     **forcing)
 
 
 def steer_layer(cfg: DictConfig, steering: bool) -> int:
@@ -266,6 +324,20 @@ def log_wandb(cfg: DictConfig, frame: pd.DataFrame, out: Path) -> None:
     run.finish()
 
 
+def collect_attempts(ctx: Context, grid_cells: list[Cell]) -> pd.DataFrame:
+    """Every cell's per-attempt records (evaluate/attempts.py) under its task and label; a cell cached before they
+    were written gets them from its samples, with the model's tokenizer alone (no weights) unless the model is
+    loaded already."""
+    from reasoning_sae.models.loading import load_tokenizer
+
+    model = model_config(OmegaConf.to_container(ctx.cfg.model, resolve=True))
+    tokenizer = functools.cache(lambda: ctx._lm.tokenizer if ctx._lm is not None else load_tokenizer(model))
+    frames = [cell_attempts(cell_dir(ctx.cfg, ctx, cell), cell.task, tokenizer, model.think_end)
+              .assign(task=cell.task, label=cell.label) for cell in grid_cells]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["task", "label", *(c for c in frame.columns if c not in ("task", "label"))]]
+
+
 def build(cfg: DictConfig, out: Path, grid_cells: list[Cell], found: dict) -> dict:
     ctx = Context(cfg, found, grid_cells)
     try:
@@ -277,11 +349,13 @@ def build(cfg: DictConfig, out: Path, grid_cells: list[Cell], found: dict) -> di
             vllm_engine.shutdown()
     frame = results_frame(records)
     frame.to_csv(out / "results.csv", index=False)
+    collect_attempts(ctx, grid_cells).to_parquet(out / ATTEMPTS, index=False)
     (out / "table.md").write_text(table1(frame))
     if cfg.benchmark.word_ban.enabled:
         (out / "wordban.md").write_text(table2(frame))
     log_wandb(cfg, frame, out)
-    return {"cells": len(grid_cells), "tasks": list(cfg.benchmark.tasks)}
+    vectors = {"vectors": ctx.vector_norm} if any(c.vector for c in grid_cells) else {}  # Table 1's note
+    return {"cells": len(grid_cells), "tasks": list(cfg.benchmark.tasks), **vectors}
 
 
 def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
@@ -314,12 +388,32 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
         d_sae = json.loads((sae_path(cfg) / CFG).read_text())["d_sae"]
         check_feature_ids(steered, d_sae, "steering.features")
         f_max_for(cfg, tuple(steered))  # f_max.json reads and covers every steered feature
+    for name in dict.fromkeys(c.vector for c in grid_cells if c.vector):
+        check_vector(cfg, name)
     if bc.engine == "vllm":
-        steer_layer(cfg, any(c.features for c in grid_cells))  # the SAE's hook names a layer of the model
+        steer_layer(cfg, any(c.features or c.vector for c in grid_cells))  # the SAE's hook names a model layer
+
+
+def check_vector(cfg: DictConfig, name: str) -> None:
+    """A steering vector's cells can run: its reference features are in the SAE and have an f_max, and the vector was
+    computed at the run's SAE's hook, with its width."""
+    from reasoning_sae.sae.config import SAEConfig
+
+    sae = SAEConfig.from_sae_lens(json.loads((sae_path(cfg) / CFG).read_text()))
+    reference = reference_features(cfg)
+    check_feature_ids(list(reference), sae.d_sae, "steering.features")
+    f_max_for(cfg, reference)
+    path, vector, metadata = vector_file(cfg, name)
+    if metadata.get("hook") != sae.metadata.get("hook_name") or len(vector) != sae.d_in:
+        raise UserError(f"{path} was computed at {metadata.get('hook')} ({len(vector)} dimensions) but the run's SAE "
+                        f"reads {sae.metadata.get('hook_name')} ({sae.d_in}): rerun the score stage on this SAE")
 
 
 def run(cfg: DictConfig) -> Path:
     grid_cells = cells(cfg)
     validate(cfg, grid_cells)
     found = inputs(cfg, grid_cells)
-    return run_stage(cfg, "evaluate", CONFIG_KEYS, found, lambda out: build(cfg, out, grid_cells, found))
+    # the per-attempt records in the fingerprint: an evaluate artifact written before them is rebuilt (from its cached
+    # cells, in seconds) instead of skipped as up to date
+    return run_stage(cfg, "evaluate", CONFIG_KEYS, {**found, "records": RECORDS},
+                     lambda out: build(cfg, out, grid_cells, found))

@@ -18,7 +18,7 @@ from reasoning_sae.manifest import write_manifest
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("figures",)
-OPTIONAL_INPUTS = ("train", "autointerp", "diff", "evaluate-cells")
+OPTIONAL_INPUTS = ("train", "autointerp", "diff", "falsify", "evaluate-cells")
 
 
 def inputs(cfg: DictConfig) -> dict[str, str]:

@@ -3,7 +3,9 @@
 One LM pass over the scoring corpus (the score stage's tokens). Writes `features.json` (one record per feature: f_max
 and where, density, histogram, logit effects, ReasonScore parts, top and quantile contexts as text), `contexts.json`
 (the top contexts token by token: strings and activations, for the figures), `f_max.json` ({feature id: f_max}, read
-by steering), `index.html` and `features/<id>.html` (static, offline)."""
+by steering), `index.html` and `features/<id>.html` (static, offline), and with `interpret.held_out` > 0
+`held_out.json` (per feature, contexts no dashboard shows, token by token: activating ones across the quantile bands
+and silent ones, for the autointerp stage's scoring)."""
 
 import json
 from pathlib import Path
@@ -11,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import (F_MAX, TOP_FEATURES, read_f_r, read_scores, read_tokens, run_sae, run_stage,
-                                     sae_inputs, upstream_inputs, write_json)
+from reasoning_sae.artifacts import (F_MAX, TOP_FEATURES, activation_cache, read_f_r, read_scores, read_tokens, run_sae,
+                                     run_stage, sae_inputs, upstream_inputs, write_json)
 from reasoning_sae.errors import UserError
-from reasoning_sae.interpret.features import feature_records
+from reasoning_sae.interpret.features import HELD_OUT, feature_records
 from reasoning_sae.interpret.render import write_site
 from reasoning_sae.models import load_lm, model_config
 from reasoning_sae.sae import SparseAutoencoder
@@ -60,17 +62,21 @@ def build(cfg: DictConfig, out: Path) -> dict:
     check_feature_ids(features, sae.d_sae, "interpret.extra_features")
     token_ids = read_tokens(cfg, UPSTREAM["corpus"], ic.sequences)
     lm = load_lm(mc)
+    lm.activation_cache = activation_cache(cfg)  # score fills it, interpret reads it
     records = feature_records(
         lm, sae, token_ids, features, top_n=ic.top_n, window=tuple(ic.context), bands=ic.quantile_bands,
         per_band=ic.per_band, reservoir=ic.reservoir, logit_k=ic.logit_k, seed=cfg.seed,
         ignore_token_ids=mc.ignore_token_ids if ic.ignore_special_tokens else (),
-        batch_sequences=ic.batch_sequences, progress=True, sink_positions=mc.sink_positions)
+        batch_sequences=ic.batch_sequences, progress=True, sink_positions=mc.sink_positions, held_out=ic.held_out)
+    held_out = {str(f): r.pop("held_out") for f, r in records.items() if "held_out" in r}
     for feature, record in records.items():
         record["score"] = score_parts(table, feature) if feature in table.index else None
         record["in_top_set"] = feature in top_set
     write_json(out / "features.json", {str(f): compact(r) for f, r in records.items()})
     (out / "contexts.json").write_text(json.dumps({str(f): r["top_contexts"] for f, r in records.items()}))
     write_json(out / F_MAX, {str(f): r["f_max"] for f, r in records.items()})
+    if held_out:
+        (out / HELD_OUT).write_text(json.dumps(held_out))
     write_json(out / "sae.json", {**fetched.provenance, "fingerprint": fetched.fingerprint})
     meta = {"title": f"Reasoning features · {cfg.experiment_name}", "model": mc.name, "hook": sae.hook_name(),
             "experiment": cfg.experiment_name, "tokens": int(token_ids.size)}

@@ -14,7 +14,10 @@ Site (where f_i(x) is read; the update always lands on the residual stream after
               where the positions are known: the same as adding it to the MLP output, since resid_post = residual +
               MLP output in Llama-family layers (layers that norm the MLP output before adding it, e.g. Gemma 2,
               would differ).
-`add` never reads x, so both sites give the same result for it."""
+`add` never reads x, so both sites give the same result for it.
+
+A given vector v (DiffMean, or any direction) steers as `add` with one row and nothing read from x:
+`x' = x + gamma * norm * v / ||v||` (or `x + gamma * v` without a norm): `vector_steering`, `steer_vector`."""
 
 import contextlib
 import math
@@ -153,12 +156,71 @@ def steer(lm, sae, feature: int | Sequence[int], gamma: float | Sequence[float] 
         raise UserError(f"steering site mlp_out needs a decoder layer with an `mlp` submodule; "
                         f"{type(layer).__name__} has none: use site=resid_post")
     vectors = steering_vectors(sae, feature, gamma, mode, f_max, device=lm.device, dtype=lm.dtype, site=site)
+    with _hooked(layer, vectors, positions) as hook:
+        yield hook
+
+
+@contextlib.contextmanager
+def _hooked(layer, vectors: SteeringVectors, positions: str):
+    """`vectors` steering decoder layer `layer` (its MLP read too for site mlp_out) within the block."""
     hook = SteeringHook(vectors, positions)
     handles = [layer.register_forward_hook(hook, with_kwargs=True)]
-    if site == "mlp_out":
-        handles.append(mlp.register_forward_hook(hook.read_mlp))
+    if vectors.site == "mlp_out":
+        handles.append(layer.mlp.register_forward_hook(hook.read_mlp))
     try:
         yield hook
     finally:
         for handle in handles:
             handle.remove()
+
+
+def update_norm(sae, feature: int | Sequence[int], f_max: float | Sequence[float] | None = None) -> float:
+    """||sum_i f_max_i * W_dec[i]||: the norm of the `add` update of a feature set at gamma = 1 (f_max as `steer`
+    takes it). A steering vector scaled to this norm times gamma moves the stream as far as the features do."""
+    features = [feature] if isinstance(feature, int) else [int(f) for f in feature]
+    if not features or any(not 0 <= f < sae.d_sae for f in features):
+        raise UserError(f"feature index out of range: {features} (the SAE has {sae.d_sae} features, 0-{sae.d_sae - 1})")
+    with torch.no_grad():
+        f_max_G = torch.tensor(_f_max(sae, features, f_max), dtype=torch.float64)
+        return float((f_max_G @ sae.W_dec[torch.tensor(features)].double()).norm())
+
+
+def vector_steering(vector_D, gamma: float = 1.0, norm: float | None = None, device=None, dtype=None,
+                    site: str = "resid_post") -> SteeringVectors:
+    """A given direction as the rank-1 update (`add`, one row, nothing read from x): x + gamma * norm * v / ||v||,
+    or x + gamma * v when `norm` is None. The HF hook and the vLLM slot take it as they take features."""
+    vector_D = torch.as_tensor(vector_D).detach().double()
+    if vector_D.ndim != 1 or not len(vector_D):
+        raise UserError(f"a steering vector is one row of d_model numbers, got shape {tuple(vector_D.shape)}")
+    if not torch.isfinite(vector_D).all():
+        raise UserError("the steering vector has NaN or infinite entries: recompute it (a DiffMean vector: rerun the "
+                        "score stage with force=true)")
+    if not math.isfinite(gamma) or (norm is not None and not (math.isfinite(norm) and norm >= 0)):
+        raise UserError(f"gamma={gamma} and vector norm={norm} must be finite (the norm >= 0)")
+    check_site(site)
+    length = float(vector_D.norm())
+    if norm is not None and length == 0:
+        raise UserError("the steering vector is zero: it has no direction to scale to a norm")
+    row_D, target = (vector_D / length, gamma * norm) if norm is not None else (vector_D, gamma)
+    dtype = dtype or torch.float32  # the SAE's rows are float32 too
+    zeros = {"device": device, "dtype": dtype}
+    return SteeringVectors(vectors_GD=row_D[None].to(device, dtype), enc_GD=torch.zeros(1, len(row_D), **zeros),
+                           enc_bias_G=torch.zeros(1, **zeros), targets_G=torch.tensor([target], **zeros),
+                           b_dec_D=None, mode="add", site=site)
+
+
+@contextlib.contextmanager
+def steer_vector(lm, vector_D, hook: str, gamma: float = 1.0, norm: float | None = None, positions: str = "all"):
+    """Within the block, every forward pass of `lm` adds gamma * norm * v / ||v|| (gamma * v without a norm) at
+    `hook` (blocks.L.hook_resid_post), at the positions asked for: the same hook as `steer`'s features."""
+    if positions not in POSITIONS:
+        raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
+    point = lm.hook_point(hook)
+    if point.kind != "hook_resid_post":
+        raise UserError(f"steering reads blocks.L.hook_resid_post, not {point.name}")
+    if torch.as_tensor(vector_D).shape != (lm.d_model,):
+        raise UserError(f"the steering vector has shape {tuple(torch.as_tensor(vector_D).shape)} but the model's "
+                        f"residual stream has {lm.d_model} dimensions: use a vector computed on this model")
+    vectors = vector_steering(vector_D, gamma, norm, device=lm.device, dtype=lm.dtype)
+    with _hooked(lm.layers[point.layer], vectors, positions) as steering_hook:
+        yield steering_hook

@@ -62,3 +62,4 @@ def test_steering_and_score_benchmarks_report(smollm2):
     assert "rank-1 hook" in steering.report(r)
     s = score.run(smollm2, sae, n_sequences=2, seq_len=32, repeats=1, batch_sequences=2)
     assert s["passes"] == 2 and s["ours_s"] > 0 and "released strategy" in score.report(s)
+    assert s["diffmean_s"] > 0 and "with the DiffMean sums" in score.report(s)

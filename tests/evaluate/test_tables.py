@@ -20,3 +20,11 @@ def test_tables_have_the_paper_layouts():
     t2 = table2(frame)
     assert "| Default (none banned) | 50.0 |" in t2 and "| Reason (ban R) | 20.0 |" in t2
     assert "| Random (ban random words, mean of 2) | 45.0 | 45.0 | 100.0 |" in t2
+
+
+def test_a_diffmean_row_is_in_table1_and_not_in_table2s_default():
+    records = [_record(Cell("math500"), 0.5, 100.0), _record(Cell("math500", gamma=2.0, vector="diffmean"), 0.1, 40.0),
+               _record(Cell("math500", ban="reason"), 0.2, 80.0)]
+    frame = results_frame(records)
+    assert "| DiffMean γ=2 | 10.0 | 10.0 | 40.0 |" in table1(frame)
+    assert "| Default (none banned) | 50.0 | 50.0 | 100.0 |" in table2(frame)  # the baseline's alone, not averaged

@@ -57,3 +57,9 @@ def test_a_paired_difference_needs_the_same_problems():
         paired_difference(np.ones(3), np.ones(4))
     with pytest.raises(UserError, match="shape"):
         interval(np.ones((0, 2)))
+
+
+def test_two_problems_moving_together_are_not_distinguishable_whatever_the_interval():
+    """The interval of 2 problems that both moved is clear of 0, but the sign-flip test's p is 0.5."""
+    diff = paired_difference(np.zeros((2, 1)), np.ones((2, 1)), resamples=200)
+    assert diff.low > 0 and diff.p_value == pytest.approx(0.5) and not diff.distinguishable

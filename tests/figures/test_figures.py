@@ -9,8 +9,11 @@ import pytest
 
 from reasoning_sae import UserError
 from reasoning_sae.figures.verify import verify
-from reasoning_sae.figures.common import PAPER_MODEL_ID
+from reasoning_sae.figures.common import PAPER_MODEL_ID, parse_markdown_table
 from tests.helpers import F_R, PAPER_SAE, PAPER_TASKS, make_artifacts
+
+
+POINTS = [f"reasoning_demo {c}" for c in ("maj@2 (%)", "pass@1 (%)", "tokens", "words/1k")]
 
 
 def image_ok(path: Path) -> bool:
@@ -40,10 +43,14 @@ def test_every_figure_and_table_renders_and_verifies(run_figures, tmp_path):
     assert items["fig3a"]["ours"]["features"] == F_R[:4] and items["fig8a"]["ours"]["features"] == F_R[4:]
 
     table1 = (paper / "tables" / "table1.md").read_text()
-    assert "| No steering | 50.0 | 25.0 | 100.0 | 1.5 |" in table1 and "| #11 γ=2 | 100.0 | 50.0 | 150.0 |" in table1
-    assert "90.0" not in table1.split("#3 γ=2")[0] and "| #3 γ=2 | 0.0 | 0.0 | 90.0 |" in table1
+    numbers = parse_markdown_table(table1).set_index("")[POINTS]  # the numbers, each followed by its interval
+    assert numbers.to_dict("split")["data"] == [["50.0", "25.0", "100.0", "1.5"], ["100.0", "50.0", "150.0", "1.5"],
+                                                ["0.0", "0.0", "90.0", "1.5"]]
+    assert list(numbers.index) == ["No steering", "#11 γ=2", "#3 γ=2"]
     table2 = (paper / "tables" / "table2.md").read_text()
-    assert "| Reason (ban R) | 0.0 |" in table2 and "| Random (mean of 2) | 75.0 | 37.5 | 115.0 |" in table2
+    numbers = parse_markdown_table(table2).set_index("")[POINTS]
+    assert numbers.loc["Reason (ban R)"].iloc[0] == "0.0" and numbers.loc["Random (mean of 2)"].tolist()[:3] == [
+        "75.0", "37.5", "115.0"]
     assert r"\#11 $\gamma$=2 & 100.0" in (paper / "tables" / "table1.tex").read_text()
     assert '"But"' in (paper / "tables" / "fig5.md").read_text()
     assert "| 1 | 33.3 | 16.7 | 50.0 | 70.0 | 10.0 | 20.0 |" in (paper / "tables" / "table3.md").read_text()

@@ -102,9 +102,14 @@ def test_group_features_validates_ids_and_keeps_every_feature(server):
         parse_groups({"groups": [{"name": "A", "features": [4, 12]}]}, [11, 4, 9])
     with pytest.raises(UserError, match="not a feature id"):
         parse_groups({"groups": [{"name": "A", "features": ["several"]}]}, [4])
-    server.script.append((200, server.completion({"model": "m", "messages": [{"content": "Feature 99: x"}]})))
+    wrong = (200, server.completion({"model": "m", "messages": [{"content": "Feature 99: x"}]}))
+    server.script.append(wrong)
     with pytest.raises(UserError, match=r"\[99\]"):
-        group_features(_explainer(server), descriptions)
+        group_features(_explainer(server, retries=0), descriptions)
+    server.script.append(wrong)
+    server.requests.clear()
+    assert group_features(_explainer(server, retries=1), descriptions) == groups  # asked again: a valid grouping
+    assert len(server.requests) == 2
 
 
 def test_parse_json_reply_strips_fences_and_prose():
@@ -200,6 +205,22 @@ def test_unreachable_endpoint_is_a_user_error():
     explainer = Explainer(base_url=f"http://127.0.0.1:{port}/v1", retries=1, backoff=0.0, timeout=2)
     with pytest.raises(UserError, match=rf"cannot reach the explainer at http://127.0.0.1:{port}/v1/chat/completions"):
         explainer.chat([])
+
+
+def test_accepted_answers_are_cached_and_a_cached_one_is_not_asked_again(server, tmp_path):
+    explainer = _explainer(server).with_cache(tmp_path / "cache")
+    first = describe_feature(explainer, 7, _generations())
+    group_features(explainer, [first])
+    assert len(server.requests) == 2 and len(list((tmp_path / "cache").glob("*.json"))) == 2
+    assert describe_feature(explainer, 7, _generations()) == first and len(server.requests) == 2
+    assert describe_feature(explainer, 8, _generations(8)).feature == 8 and len(server.requests) == 3  # a new request
+    server.script.append((200, json.dumps({"choices": [{"message": {"content": "No."}}]})))
+    with pytest.raises(UserError, match="not the JSON object"):
+        describe_feature(_explainer(server, retries=0).with_cache(tmp_path / "cache"), 9, _generations(9))
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 3  # a rejected answer is never cached
+    other = Explainer(base_url=server.url, model="judge-2", backoff=0.0).with_cache(tmp_path / "cache")
+    describe_feature(other, 7, _generations())
+    assert len(server.requests) == 5  # another model: another request
 
 
 def test_markdown_table_has_table_4_layout():

@@ -32,6 +32,7 @@ class FakeModel(torch.nn.Module):
 
 class FakeLM:
     device = torch.device("cpu")
+    activation_cache = None  # LanguageModel's: no reuse of an earlier pass
 
     def __init__(self, embedding: torch.Tensor):
         self.embedding, self.tokenizer = embedding, FakeTokenizer()
@@ -183,3 +184,31 @@ def test_a_split_character_is_one_piece_shaded_by_its_largest_token():
     top = records(lm, ids=[ids], features=(0,), window=(2, 0))[0]["top_contexts"][0]
     assert top["tokens"] == ["a", "é"] and top["acts"] == [0.0, 2.0]
     assert top["token"] == "é" and top["center"] == 1 and top["max_index"] == 1
+
+
+def test_held_out_contexts_leave_the_records_as_they_were_and_are_never_shown():
+    """Activating ones spread over the bands after the dashboards' picks, silent ones with the feature at 0 across the
+    window; none overlaps another or a context the dashboards show."""
+    ids = [list(range(s * 20, s * 20 + 20)) for s in range(10)]
+    gen = torch.Generator().manual_seed(0)
+    values = torch.where(torch.rand(200, generator=gen) < 0.15, torch.rand(200, generator=gen) * 5 + 0.1, 0.0)
+    lm = lm_with({0: values.tolist()}, 200)
+    kwargs = {"ids": ids, "features": [0], "bands": 2, "per_band": 2, "reservoir": 100, "seed": 3, "top_n": 3}
+    plain = records(lm, **kwargs)[0]
+    record = records(lm, held_out=5, **kwargs)[0]
+    held = record.pop("held_out")
+    assert record == plain and "held_out" not in plain  # the dashboards' records do not change
+    active, silent = held["activating"], held["non_activating"]
+    assert [c["band"] for c in active] == [1, 1, 1, 0, 0] and len(silent) == 5
+    for c in active:
+        assert c["activation"] > 0 and c["acts"][c["center"]] == pytest.approx(c["activation"], abs=1e-4)
+        assert c["activation"] == pytest.approx(float(values[ids[c["sequence"]][c["position"]]]))
+    for c in silent:
+        window = ids[c["sequence"]][max(0, c["position"] - 2): c["position"] + 2]
+        assert c["acts"] == [0.0] * len(window) and all(values[t] == 0 for t in window)
+    shown = [*plain["top_contexts"], *(e for band in plain["quantiles"] for e in band["examples"])]
+    held_places = [(c["sequence"], c["position"]) for c in [*active, *silent]]
+    shown_places = [(c["sequence"], c["position"]) for c in shown]
+    assert all(s != s2 or abs(p - p2) > 3 for i, (s, p) in enumerate(held_places)
+               for s2, p2 in [*shown_places, *held_places[:i]])  # window (2, 1): 4 tokens
+    assert records(lm, held_out=5, **kwargs)[0]["held_out"] == held  # seeded

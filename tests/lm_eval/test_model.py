@@ -2,9 +2,11 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
@@ -88,6 +90,54 @@ def test_bad_sae_or_f_max(smollm2, sae_dir, tmp_path):
         SteeredLM(pretrained=smollm2, sae=str(sae_dir), features="3", f_max=str(tmp_path / "f_max.json"))
     model = SteeredLM(pretrained=smollm2, sae=str(sae_dir), features="4", gamma=2, f_max=str(tmp_path / "f_max.json"))
     assert model.steering["f_max"] == [2.5]
+
+
+def _vector_file(path: Path, d: int = 576, hook: str = "blocks.6.hook_resid_post") -> str:
+    from safetensors.torch import save_file
+
+    save_file({"diffmean": torch.randn(d, generator=torch.Generator().manual_seed(2))}, str(path),
+              metadata={"hook": hook})
+    return str(path)
+
+
+def test_a_steering_vector_generates_what_steer_vector_does(smollm2, tmp_path):
+    from reasoning_sae.steering import steer_vector
+    from reasoning_sae.steering.vector import load_vector
+
+    vector = _vector_file(tmp_path / "v.safetensors")
+    questions = ["What is 7 times 8?", "Name a prime number."]
+    steered = SteeredLM(pretrained=smollm2, vector=vector, vector_norm=6.0, gamma=2, positions="generated",
+                        batch_size=2)
+    assert (steered.steering["norm"], steered.steering["gamma"], steered.steering["hook"]) == (
+        6.0, 2.0, "blocks.6.hook_resid_post")
+    got = steered.generate_until(_requests(smollm2, questions))
+    plain = HFLM(pretrained=smollm2.model, tokenizer=smollm2.tokenizer, batch_size=2)
+    with steer_vector(smollm2, load_vector(vector).vector_D, "blocks.6.hook_resid_post", gamma=2.0, norm=6.0,
+                      positions="generated"):
+        expected = plain.generate_until(_requests(smollm2, questions))
+    assert got == expected and got != plain.generate_until(_requests(smollm2, questions))
+    assert not any(isinstance(h, SteeringHook) for h in smollm2.layers[6]._forward_hooks.values())
+
+
+def test_bad_vector_args_fail_before_the_model_loads(smollm2, sae_dir, tmp_path, monkeypatch):
+    from reasoning_sae.lm_eval import model as model_module
+
+    vector = _vector_file(tmp_path / "v.safetensors")
+    narrow = _vector_file(tmp_path / "narrow.safetensors", d=32)
+    monkeypatch.setattr(model_module, "load_lm", lambda *_: pytest.fail("the model loaded"))
+    for args, message in [
+        ({"vector": str(tmp_path / "none.safetensors")}, "does not exist: run the score stage"),
+        ({"vector": narrow}, "the steering vector has 32 dimensions but the model's residual stream has 576"),
+        ({"vector": vector, "vector_hook": "blocks.99.hook_resid_post"}, "layer 99"),
+        ({"vector": vector, "sae": str(sae_dir), "features": "3"}, "drop sae= and features="),
+        ({"vector": vector, "mode": "clamp"}, "steers as mode=add"),
+        ({"vector": vector, "gamma": "1+2"}, "takes one gamma"),
+        ({"vector": vector, "vector_norm": "big"}, "cannot read 'big' as a list of float"),
+        ({"vector": vector, "vector_norm": -1}, "must be finite \(the norm >= 0\)"),
+    ]:
+        with pytest.raises(UserError, match=message) as err:
+            SteeredLM(pretrained="smollm2-135m-instruct", **args)
+        assert "\n" not in str(err.value)
 
 
 def test_ban_words_from_a_vocabulary_file_or_a_list(tmp_path):

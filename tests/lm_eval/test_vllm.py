@@ -79,6 +79,26 @@ def test_teacher_forced_loglikelihoods_equal_the_hf_engine(case, steered_vllm, h
         assert max(abs(a - b) for a, b in zip(hf, at_resid, strict=True)) > 0.1
 
 
+@pytest.fixture(scope="module")
+def vector_file(tmp_path_factory):
+    """A DiffMean-like vector file (one 1-D tensor, its hook in the metadata) for the demo model's layer 6."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("vector") / "diffmean.safetensors"
+    save_file({"diffmean": torch.randn(576, generator=torch.Generator().manual_seed(3))}, str(path),
+              metadata={"hook": f"blocks.{LAYER}.hook_resid_post"})
+    return str(path)
+
+
+def test_a_steering_vector_gives_the_hf_engines_loglikelihoods(steered_vllm, hf_lm, vector_file):
+    """The DiffMean cells' steering (vector=, scaled to vector_norm, times gamma) in the engines' one slot."""
+    vector = {"vector": vector_file, "vector_norm": 6.0, "gamma": 2}
+    hf = _loglikelihoods(SteeredLM(pretrained=hf_lm, batch_size=4, **vector))
+    ours = _loglikelihoods(steered_vllm({}, **vector))
+    assert max(abs(a - b) for a, b in zip(hf, ours, strict=True)) < 1e-3, (hf, ours)
+    assert max(abs(a - b) for a, b in zip(hf, _loglikelihoods(steered_vllm({})), strict=True)) > 0.1
+
+
 def _prompt_ids(lm) -> list[list[int]]:
     return [lm.tokenizer(lm.chat_prompt(p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
 
@@ -209,6 +229,11 @@ def test_bad_input_fails_before_an_engine_starts(sae_dir, tmp_path, monkeypatch)
         SteeredVLLM(sae=str(tmp_path / "wide"), features="1", f_max=1.0, **ENGINE)
     with pytest.raises(UserError, match="feature index out of range"):
         SteeredVLLM(sae=sae_dir, features="99", f_max=1.0, **ENGINE)
+    from safetensors.torch import save_file
+
+    save_file({"v": torch.ones(32)}, str(tmp_path / "narrow.safetensors"), metadata={"hook": "blocks.6.hook_resid_post"})
+    with pytest.raises(UserError, match="the steering vector has 32 dimensions"):
+        SteeredVLLM(vector=str(tmp_path / "narrow.safetensors"), vector_norm=1.0, **ENGINE)
     with pytest.raises(UserError, match="unknown steering positions"):
         SteeredVLLM(sae=sae_dir, features="1", f_max=1.0, positions="middle", **ENGINE)
     with pytest.raises(UserError, match=r"unknown steering site 'attn_out': use one of"):

@@ -56,7 +56,8 @@ MODEL = ("model=smollm2-135m-instruct", "model.layer=19",
          *(f"diff.stagewise.stages.{s}.model=smollm2-135m-instruct" for s in "SDMF"))
 SIZES = ("data.context_size=128", "data.training_tokens=null", "data.scoring.docs=24", "data.scoring.sequences=48",
          "data.num_proc=1", "benchmark.limit=1", "benchmark.repeats=2", "benchmark.max_gen_toks=16",
-         "benchmark.max_model_len=2048", "benchmark.word_ban.seeds=[0]")
+         "benchmark.max_model_len=2048", "benchmark.word_ban.seeds=[0]",
+         "benchmark.budget_forcing.enabled=false")
 # experiment=paper's SAE and diffing at miniature size (the paper's own lr, schedule and init), trained with DDP on
 # two CPU processes as trainer=ddp does on GPUs.
 TRAIN = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "sae.d_sae=512", "sae.training_tokens=20480",

@@ -69,7 +69,7 @@ def test_paper_released_in_miniature(paper_run, tmp_path):
     assert top["sae"]["kind"] == "hub" and top["sae"]["commit"] == commit and len(top["features"]) == 200
     assert not (root / "train").exists() and not (root / "corpus" / "train").exists()
     results = pd.read_csv(root / "evaluate" / "results.csv")
-    labels = {"baseline", "f3_g2", "f511_g2", "ban-reason", "ban-random-0"}
+    labels = {"baseline", "f3_g2", "f511_g2", "diffmean_g2", "ban-reason", "ban-random-0"}  # DiffMean: at #3's norm
     for task in ("aime24_nofigures", "math500", "gpqa_diamond_openai"):
         assert set(results.loc[results["task"] == task, "label"]) == labels
     report = (tmp_path / "paper" / "REPORT.md").read_text()

@@ -29,6 +29,7 @@ class FakeLM:
     """Activations are a fixed embedding of each token id, so feature values can be written by hand."""
 
     device = torch.device("cpu")
+    activation_cache = None  # LanguageModel.iter_activations reads it: always run the "model"
 
     def __init__(self, embedding: torch.Tensor, tokenizer):
         self.embedding, self.tokenizer = embedding, tokenizer

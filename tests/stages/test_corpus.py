@@ -125,3 +125,42 @@ def test_a_streamed_hub_source_needs_its_row_count():
 
     with pytest.raises(UserError, match=r"streams \(streaming: true\): set its rows"):
         _hub(SourceConfig(format="text", path="cerebras/SlimPajama-627B", streaming=True))
+
+
+def _sequences(path: Path) -> list[tuple[int, ...]]:
+    return [tuple(ids) for ids in datasets.load_from_disk(str(path))["input_ids"]]
+
+
+def _first_user_message(row: int) -> str:
+    from reasoning_sae.data.demo import chat_rows
+
+    return chat_rows(row + 1)[row]["conversation"][0]["content"]
+
+
+def test_the_held_out_chat_split_lies_past_the_mix_and_leaves_train_and_score_as_they_were(compose,
+                                                                                          smollm2_tokenizer):
+    from reasoning_sae.manifest import read_manifest
+
+    out = corpus.run(compose("corpus", SMALL))
+    alone = corpus.run(compose("corpus", (*SMALL, "data.heldout.sequences=0", "experiment_name=no_heldout")))
+    assert not (alone / "heldout").exists()
+    digests = [{k: v for k, v in read_manifest(o).items() if k.startswith(("train/", "score/"))} for o in (out, alone)]
+    assert digests[0] == digests[1] and len(digests[0]) >= 6  # byte for byte
+    heldout = _sequences(out / "heldout")
+    assert len(heldout) == 16 == json.loads((out / "meta.json").read_text())["summary"]["heldout_sequences"]
+    assert {len(s) for s in heldout} == {64} and not set(heldout) & set(_sequences(out / "train"))
+    # packed in document order from the first row past the mix's 80 chat rows
+    assert _first_user_message(80)[:40] in smollm2_tokenizer.decode(heldout[0] + heldout[1])
+
+
+def test_a_source_read_whole_gives_up_its_last_sequences_and_one_outside_the_mix_its_first(compose,
+                                                                                          smollm2_tokenizer):
+    whole = corpus.run(compose("corpus", (*SMALL, "data.sources.chat.rows=null")))
+    summary = json.loads((whole / "meta.json").read_text())["summary"]
+    heldout = _sequences(whole / "heldout")
+    assert len(heldout) == 16 and not set(heldout) & set(_sequences(whole / "train"))
+    assert summary["train_sequences_by_source"]["chat"] <= summary["available_sequences_by_source"]["chat"]
+    outside = corpus.run(compose("corpus", (*SMALL, "data.train_mix=false", "experiment_name=outside")))
+    assert _first_user_message(0)[:40] in smollm2_tokenizer.decode(_sequences(outside / "heldout")[0])
+    with pytest.raises(UserError, match="data.heldout.sequences=100000 would hold out all"):
+        corpus.run(compose("corpus", (*SMALL, "data.sources.chat.rows=null", "data.heldout.sequences=100000")))

@@ -45,6 +45,16 @@ def test_evaluate_writes_lm_eval_results_tables_and_reuses_cells(pipeline):
     assert list(lm_eval_dir.glob("*/results_*.json")) and list(lm_eval_dir.glob("*/samples_reasoning_demo_*.jsonl"))
     samples = [json.loads(x) for x in next(lm_eval_dir.glob("*/samples_*.jsonl")).read_text().splitlines()]
     assert len(samples) == 2 and len(samples[0]["resps"][0]) == 2  # two repeats per problem
+    records = pd.read_parquet(out / "attempts.parquet")  # one row per cell, problem and answer, means as results.csv
+    assert len(records) == 4 * 2 * 2 and (cells[0].parent / "attempts.parquet").is_file()
+    means = records.groupby(["task", "label"])[["correct", "think_tokens"]].mean()
+    for metric, column in (("pass@1", "correct"), ("think_tokens", "think_tokens")):
+        shown = frame[frame["metric"] == metric].set_index(["task", "label"])["value"]
+        assert means[column].reindex(shown.index).tolist() == pytest.approx(shown.tolist())
+    (cells[0].parent / "attempts.parquet").unlink()  # a cell cached before records existed: read from its samples
+    grid_cells = evaluate.cells(cfg)
+    again = evaluate.collect_attempts(evaluate.Context(cfg, evaluate.inputs(cfg, grid_cells), grid_cells), grid_cells)
+    pd.testing.assert_frame_equal(again, records)
 
     stamp = (out / "meta.json").read_text()
     assert evaluate.run(cfg) == out and (out / "meta.json").read_text() == stamp  # unchanged: skipped
@@ -215,3 +225,28 @@ def test_evaluate_logs_to_wandb_offline_after_a_train_run_in_the_same_process(co
     frame = pd.DataFrame([{"task": "t", "label": "baseline", "metric": "pass@1", "value": 0.5}])
     log_wandb(cfg, frame, tmp_path)
     assert list((tmp_path / "artifacts" / "demo" / "logs" / "wandb").glob("offline-run-*"))
+
+
+def test_budget_forcing_is_a_cell_per_task_keyed_by_its_settings_and_given_to_the_model(vocab_only, monkeypatch):
+    from reasoning_sae.evaluate.cells import Cell
+    from reasoning_sae.lm_eval import model as model_module
+
+    on = ("benchmark.budget_forcing.enabled=true", "benchmark.budget_forcing.min_thinking_tokens=4")
+    cfg, off = vocab_only(*on), vocab_only()
+    grid_cells = evaluate.cells(cfg)
+    assert Cell("reasoning_demo", force=4) in grid_cells and not any(c.force for c in evaluate.cells(off))
+    assert set(grid_cells) - set(evaluate.cells(off)) == {Cell("reasoning_demo", force=4)}
+    ctx, ctx_off = (evaluate.Context(c, evaluate.inputs(c, evaluate.cells(c))) for c in (cfg, off))
+    baseline = Cell("reasoning_demo")
+    assert evaluate.cell_dir(cfg, ctx, baseline) == evaluate.cell_dir(off, ctx_off, baseline)  # others keep their keys
+    forced = evaluate.cell_dir(cfg, ctx, Cell("reasoning_demo", force=4)).name
+    other_word = vocab_only(*on, "benchmark.budget_forcing.word=Hmm")
+    assert forced.startswith("force-4-") and forced != evaluate.cell_dir(
+        other_word, evaluate.Context(other_word, ctx.inputs), Cell("reasoning_demo", force=4)).name
+    made = {}
+    monkeypatch.setattr(model_module, "SteeredLM", lambda **kwargs: made.update(kwargs))
+    evaluate.model_for(ctx, Cell("reasoning_demo", force=4))
+    assert {k: made[k] for k in ("min_thinking_tokens", "force_word", "max_forces", "max_gen_toks")} == {
+        "min_thinking_tokens": 4, "force_word": "Wait", "max_forces": 2, "max_gen_toks": 6}
+    with pytest.raises(UserError, match="min_thinking_tokens=6 is not below benchmark.max_gen_toks=6"):
+        evaluate.cells(vocab_only(*on, "benchmark.budget_forcing.min_thinking_tokens=6"))

@@ -60,3 +60,18 @@ def test_bad_extra_feature_writes_nothing(compose, tiny_llama_dir):
     with pytest.raises(UserError, match=r"interpret.extra_features names features \[64\] but the SAE has 64 \(0..63\)"):
         interpret.run(cfg)
     assert not (Path(cfg.paths.artifacts) / "demo" / "interpret").exists()
+
+
+def test_interpret_reads_the_score_stages_pass_and_writes_the_same_bytes(compose, tiny_llama_dir, monkeypatch):
+    """score leaves its activations in activation-cache/; interpret reads them (no model pass) with the same result
+    as its own pass (reuse_activations_gb=0)."""
+    from reasoning_sae.models.lm import LanguageModel
+
+    cfg = _pipeline(compose, tiny_llama_dir, "score.top_k=3")
+    root = Path(cfg.paths.artifacts) / "demo"
+    assert len(list((root / "activation-cache").glob("*.safetensors"))) == 1
+    plain = interpret.run(compose("interpret", (*tiny(tiny_llama_dir), "score.top_k=3", "reuse_activations_gb=0")))
+    expected = {name: (plain / name).read_bytes() for name in ("contexts.json", "f_max.json", "features.json")}
+    monkeypatch.setattr(LanguageModel, "activations", lambda *a, **k: pytest.fail("interpret ran the model"))
+    reused = interpret.run(compose("interpret", (*tiny(tiny_llama_dir), "score.top_k=3", "force=true")))
+    assert {name: (reused / name).read_bytes() for name in expected} == expected

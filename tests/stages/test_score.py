@@ -65,3 +65,45 @@ def test_vocabulary_absent_from_the_corpus(compose, tiny_llama_dir, tmp_path):
 def test_score_needs_its_inputs(compose, tiny_llama_dir):
     with pytest.raises(UserError, match="run the corpus stage first|run the train stage first"):
         score.run(compose("score", tiny(tiny_llama_dir)))
+
+
+def test_the_stage_writes_diffmean_from_the_same_pass_and_the_same_scores(compose, tiny_llama_dir):
+    """diffmean.safetensors equals a direct numpy mean difference over the same masks (ReasonScore's windows and
+    kept tokens) on the tiny model; scores.parquet equals reason_scores' table, which computes no DiffMean."""
+    import numpy as np
+    import torch
+    from omegaconf import OmegaConf
+
+    from reasoning_sae import load_lm, reason_scores
+    from reasoning_sae.artifacts import read_diffmean, read_tokens, sae_dir
+    from reasoning_sae.models import model_config
+    from reasoning_sae.models.positions import keep_mask
+    from reasoning_sae.sae import SparseAutoencoder
+    from reasoning_sae.score.reasonscore import set_masks, tokenize_vocabulary
+    from reasoning_sae.vocab.vocabulary import load_vocabulary
+
+    cfg = _pipeline(compose, tiny_llama_dir)
+    out = score.run(cfg)
+    path, vector, metadata = read_diffmean(cfg)
+    assert path == out / "diffmean.safetensors" and vector.dtype == np.float32 and vector.shape == (32,)
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    lm, sae = load_lm(mc), SparseAutoencoder.load(sae_dir(cfg))
+    vocabulary = load_vocabulary(Path(cfg.paths.artifacts) / "demo" / "vocab" / "vocabulary.json")
+    ids = torch.as_tensor(read_tokens(cfg, "score"))
+    acts = lm.activations(ids, hook=sae.hook_name()).double().numpy()
+    keep = keep_mask(ids, mc.ignore_token_ids, mc.sink_positions)
+    masks = set_masks(ids, tokenize_vocabulary(vocabulary, lm.tokenizer), tuple(cfg.score.window), keep).numpy()
+    inside, outside = masks[..., 0] > 0, masks[..., 1] > 0
+    assert (metadata["hook"], int(metadata["tokens_pos"]), int(metadata["tokens_neg"])) == (
+        "blocks.2.hook_resid_post", inside.sum(), outside.sum()) and inside.sum() and outside.sum()
+    np.testing.assert_allclose(vector, acts[inside].mean(0) - acts[outside].mean(0), rtol=1e-5, atol=1e-6)
+    table = reason_scores(lm, sae, read_tokens(cfg, "score"), vocabulary, window=tuple(cfg.score.window),
+                          alpha=cfg.score.alpha, ignore_token_ids=mc.ignore_token_ids,
+                          sink_positions=mc.sink_positions, batch_sequences=cfg.score.batch_sequences)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "scores.parquet"), table, check_exact=True)
+
+    # an artifact written before DiffMean existed is rebuilt by the next run, with the same scores to the byte
+    before = {name: (out / name).read_bytes() for name in ("scores.parquet", "counts.json", "diffmean.safetensors")}
+    (out / "diffmean.safetensors").unlink()
+    score.run(cfg)
+    assert {name: (out / name).read_bytes() for name in before} == before

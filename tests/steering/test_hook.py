@@ -93,3 +93,66 @@ def test_sae_for_another_model_or_without_f_max(smollm2):
         pass
     with steer(smollm2, sae, feature=1, f_max=2.0) as hook:
         assert hook.vectors.targets_G.tolist() == [4.0]
+
+
+def test_a_vector_scaled_to_a_features_update_norm_moves_the_stream_as_far_as_the_feature():
+    from reasoning_sae.steering import update_norm, vector_steering
+
+    sae = random_sae(d_in=24, d_sae=40)
+    zeros = torch.zeros(1, 1, 24)
+    f_max = sae.feature_stats["max_activation"]
+    assert update_norm(sae, 7) == pytest.approx(float(f_max[7]) * float(sae.W_dec[7].detach().norm()), rel=1e-6)
+    direction = torch.randn(24)
+    for features in ([7], [3, 30]):
+        norm = update_norm(sae, features)
+        feature_update = _hook(sae, features, [-2.0 * float(f_max[f]) for f in features], "add")(None, (), {}, zeros)
+        vector_update = SteeringHook(vector_steering(direction, gamma=-2.0, norm=norm), "all")(None, (), {}, zeros)
+        assert vector_update.dtype == torch.float32
+        assert float(vector_update.norm()) == pytest.approx(float(feature_update.norm()), rel=1e-5)
+        torch.testing.assert_close(vector_update[0, 0], -2.0 * norm * direction / direction.norm())
+    summed = sae.W_dec[3].detach() + 2 * sae.W_dec[30].detach()
+    assert update_norm(sae, [3, 30], f_max=[1.0, 2.0]) == pytest.approx(float(summed.norm()))
+    raw = SteeringHook(vector_steering(direction, gamma=0.5), "all")(None, (), {}, zeros)  # no norm: gamma * v
+    torch.testing.assert_close(raw[0, 0], 0.5 * direction)
+
+
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
+def test_steer_vector_adds_exactly_the_vector_at_the_chosen_positions(smollm2, positions):
+    """The layer's output is captured before and after the steering hook, for the prompt pass and each cached
+    decoding step of a generation."""
+    from reasoning_sae.steering import steer_vector
+
+    direction = torch.randn(576, generator=torch.Generator().manual_seed(1))
+    expected = 3.0 * 5.0 * direction / direction.norm()
+    layer, seen = smollm2.layers[6], []
+    before = layer.register_forward_hook(lambda _m, _a, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    try:
+        with steer_vector(smollm2, direction, "blocks.6.hook_resid_post", gamma=3.0, norm=5.0, positions=positions):
+            after = layer.register_forward_hook(lambda _m, _a, out: seen.append(out[0] if isinstance(out, tuple) else out))
+            smollm2.generate(["What is 7 times 8?"], max_new_tokens=3)
+            after.remove()
+        assert len(layer._forward_hooks) == 1  # steer_vector's hook is gone
+    finally:
+        before.remove()
+    passes = list(zip(seen[::2], seen[1::2], strict=True))
+    assert len(passes) == 3 and passes[0][0].shape[1] > 1 and all(p[0].shape[1] == 1 for p in passes[1:])
+    for i, (clean, steered) in enumerate(passes):
+        on = positions == "all" or (positions == "prompt") == (i == 0)
+        torch.testing.assert_close(steered - clean, (expected if on else 0 * expected).expand_as(clean), atol=1e-4,
+                                   rtol=0)
+
+
+def test_steer_vector_bad_input(smollm2):
+    from reasoning_sae.steering import steer_vector
+
+    hook = "blocks.6.hook_resid_post"
+    for kwargs, message in [
+        ({"vector_D": torch.ones(32), "hook": hook}, "has shape \\(32,\\) but the model's residual stream has 576"),
+        ({"vector_D": torch.ones(576), "hook": "blocks.6.hook_resid_pre"}, "steering reads blocks.L.hook_resid_post"),
+        ({"vector_D": torch.ones(576), "hook": hook, "positions": "middle"}, "unknown steering positions"),
+        ({"vector_D": torch.zeros(576), "hook": hook, "norm": 2.0}, "the steering vector is zero"),
+        ({"vector_D": torch.full((576,), float("nan")), "hook": hook}, "NaN or infinite"),
+        ({"vector_D": torch.ones(576), "hook": hook, "gamma": float("inf")}, "must be finite"),
+    ]:
+        with pytest.raises(UserError, match=message), steer_vector(smollm2, **kwargs):
+            pass
