@@ -16,19 +16,6 @@ from reasoning_sae.errors import UserError
 TENSOR = "diffmean"
 
 
-class MeanSums(NamedTuple):
-    sums_2D: torch.Tensor
-    """Summed hook activations (float64) over D_R^W and D_¬R^W."""
-    counts_2: torch.Tensor
-    """Tokens in each."""
-
-
-def accumulate_means(acts_ND: torch.Tensor, masks_N2: torch.Tensor, sums: MeanSums | None) -> MeanSums:
-    # float64 sums, as ReasonScore's: a 10M-token mean would lose digits in float32
-    part = MeanSums(masks_N2.T.double() @ acts_ND.double(), masks_N2.double().sum(0))
-    return part if sums is None else MeanSums(sums.sums_2D + part.sums_2D, sums.counts_2 + part.counts_2)
-
-
 class DiffMean(NamedTuple):
     vector_D: torch.Tensor
     """mean(D_R^W) - mean(D_¬R^W), float32 [d_model]."""
@@ -37,12 +24,13 @@ class DiffMean(NamedTuple):
     hook: str
 
 
-def diff_mean(sums: MeanSums, hook: str) -> DiffMean:
-    counts = sums.counts_2.double().cpu()
+def diff_mean(sums_2D: torch.Tensor, counts_2: torch.Tensor, hook: str) -> DiffMean:
+    """The vector from summed hook activations over D_R^W and D_¬R^W (rows 0 and 1) and their token counts."""
+    counts = counts_2.double().cpu()
     if counts.min() == 0:
         raise UserError("DiffMean needs tokens inside and outside the reasoning windows, but one set is empty: "
                         "check the vocabulary against the corpus, or narrow score.window")
-    means_2D = sums.sums_2D.double().cpu() / counts[:, None]
+    means_2D = sums_2D.double().cpu() / counts[:, None]
     return DiffMean((means_2D[0] - means_2D[1]).float(), int(counts[0]), int(counts[1]), hook)
 
 

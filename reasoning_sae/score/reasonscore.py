@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from reasoning_sae.errors import UserError
-from reasoning_sae.score.diffmean import DiffMean, accumulate_means, diff_mean
+from reasoning_sae.score.diffmean import DiffMean, diff_mean
 from reasoning_sae.vocab.vocabulary import word_of
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,8 @@ def set_masks(ids_BS: torch.Tensor, words: WordForms, window: tuple[int, int], k
 
 class ScoreSums(NamedTuple):
     sums_MF: torch.Tensor
-    """Summed activations of every feature over each set (rows as in set_masks)."""
+    """Summed activations of every feature (or, for DiffMean, every hook dimension) over each set (rows as in
+    set_masks)."""
     counts_M: torch.Tensor
     """Tokens in each set."""
 
@@ -180,6 +181,6 @@ def score_pass(lm, sae, token_ids, vocabulary: Sequence[str], window: tuple[int,
         masks_BSM = set_masks(batch.ids_BS, words, window, batch.keep_BS)
         sums = accumulate(feats_BSF.flatten(0, 1), masks_BSM.flatten(0, 1), sums)
         if diffmean:
-            means = accumulate_means(batch.acts.flatten(0, 1), masks_BSM[..., :2].flatten(0, 1), means)
+            means = accumulate(batch.acts.flatten(0, 1), masks_BSM[..., :2].flatten(0, 1), means)  # [2, D] sums
     table = score_table(ScoreSums(sums.sums_MF.cpu(), sums.counts_M.cpu()), words.groups, alpha)
-    return ScorePass(table, diff_mean(means, hook) if diffmean else None)
+    return ScorePass(table, diff_mean(means.sums_MF, means.counts_M, hook) if diffmean else None)
