@@ -96,8 +96,9 @@ def paired_difference(a, b, resamples: int = 1000, level: float = 0.95, seed: in
 
 
 def sign_flip_p(diffs_P: np.ndarray, resamples: int, seed: int) -> float:
-    """Two-sided p of a zero mean difference under random sign flips (exact when 2**problems <= resamples)."""
-    if not np.any(diffs_P):
+    """Two-sided p of a zero mean difference under random sign flips (exact when 2**problems <= resamples). One
+    problem has two sign patterns, both as extreme as the data: p = 1 (scipy's test wants at least two)."""
+    if not np.any(diffs_P) or len(diffs_P) < 2:
         return 1.0
     result = stats.permutation_test((diffs_P,), np.mean, permutation_type="samples", n_resamples=resamples,
                                     alternative="two-sided", random_state=seed)

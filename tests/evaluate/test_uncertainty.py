@@ -63,3 +63,10 @@ def test_two_problems_moving_together_are_not_distinguishable_whatever_the_inter
     """The interval of 2 problems that both moved is clear of 0, but the sign-flip test's p is 0.5."""
     diff = paired_difference(np.zeros((2, 1)), np.ones((2, 1)), resamples=200)
     assert diff.low > 0 and diff.p_value == pytest.approx(0.5) and not diff.distinguishable
+
+
+def test_one_problem_gives_an_interval_and_no_distinguishable_difference():
+    """The paper miniature runs 1 problem per benchmark: the tables must still build."""
+    diff = paired_difference(np.zeros((1, 2)), np.ones((1, 2)), resamples=100)
+    assert diff.delta == 1.0 and diff.p_value == 1.0 and not diff.distinguishable
+    assert interval(np.ones((1, 2)), resamples=100).mean == 1.0
