@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import (TOP_FEATURES, read_contexts, read_f_r, read_heldout, read_scores, read_tokens,
+from reasoning_sae.artifacts import (TOP_FEATURES, artifact, read_contexts, read_f_r, read_heldout, read_scores, read_tokens,
                                      run_sae, run_stage, sae_inputs, upstream, upstream_inputs)
 from reasoning_sae.errors import UserError
 from reasoning_sae.falsify import Settings, falsify, random_controls, summarize, to_frame
@@ -63,6 +63,15 @@ def build(cfg: DictConfig, out: Path) -> dict:
     if not f_r:
         raise UserError("F_R is empty: nothing to falsify (lower score.q or set score.top_k)")
     contexts = read_contexts(cfg)
+    # A feature that never fired on the interpret stage's sequences has nothing to inject: it is left out (and
+    # named in the summary). One that fired but has no contexts means contexts.json does not match: an error.
+    fires = {int(k): r.get("fires") for k, r in
+             json.loads(artifact(cfg, "interpret", "features.json").read_text()).items()}
+    never = [f for f in f_r if not contexts.get(f) and fires.get(f) == 0]
+    f_r = [f for f in f_r if f not in never]
+    if never and not f_r:
+        raise UserError(f"no feature of F_R fires on the interpret stage's sequences ({never[:10]}...): nothing to "
+                        f"falsify (train the SAE longer, or check sae_source)")
     silent = [f for f in f_r if not contexts.get(f)]
     if silent:
         raise UserError(f"features {silent[:10]} of F_R have no top contexts in the interpret stage's contexts.json, "
@@ -90,7 +99,9 @@ def build(cfg: DictConfig, out: Path) -> dict:
     if shares.get("random", {}).get("features", 0) < fc.random_features:
         log.warning("falsify: %d random features asked for, %d outside F_R fire in the reasoning sequences: taking "
                     "those", fc.random_features, shares.get("random", {}).get("features", 0))
-    return {"groups": shares, "tokens": result.tokens, "hook": sae.hook_name(),
+    if never:
+        log.warning("falsify: features %s of F_R never fire on the scoring sequences: left out", never)
+    return {"groups": shares, "tokens": result.tokens, "hook": sae.hook_name(), "never_fire": never,
             "rule": RULE.format(effect=fc.effect, alpha=fc.alpha, share=fc.share),
             "injected_sites": len(result.injected.pos_N), "ablated_sites": len(result.ablated.pos_N)}
 

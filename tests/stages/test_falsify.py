@@ -48,6 +48,15 @@ def test_falsify_stage_writes_verdicts_for_f_r_and_random_features(compose, tiny
     path.write_text(json.dumps({**json.loads(path.read_text()), str(f_r[1]): []}))
     with pytest.raises(UserError, match=rf"features \[{f_r[1]}\] of F_R have no top contexts"):
         falsify.run(compose("falsify", (*overrides, "force=true")))
+    # a feature that never fired has no contexts either: it is left out and named, not an error
+    records_path = root / "interpret" / "features.json"
+    records = json.loads(records_path.read_text())
+    records_path.write_text(json.dumps({**records, str(f_r[1]): {**records[str(f_r[1])], "fires": 0}}))
+    left_out = falsify.run(compose("falsify", (*overrides, "force=true")))
+    assert json.loads((left_out / "meta.json").read_text())["summary"]["never_fire"] == [f_r[1]]
+    assert f_r[1] not in set(pd.read_csv(left_out / "falsify.csv")["feature"])
+    records_path.write_text(json.dumps(records))
+    stamp = (out / "meta.json").read_text()
     corpus.run(compose("corpus", (*overrides, "data.heldout.sequences=0")))
     with pytest.raises(UserError, match="held-out chat split is empty.*set data.heldout.sequences"):
         falsify.run(cfg)
