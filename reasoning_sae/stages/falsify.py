@@ -13,8 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from reasoning_sae.artifacts import (TOP_FEATURES, artifact, read_contexts, read_f_r, read_heldout, read_scores, read_tokens,
-                                     run_sae, run_stage, sae_inputs, upstream, upstream_inputs)
+from reasoning_sae.artifacts import (TOP_FEATURES, read_contexts, read_f_r, read_heldout, read_scores, read_tokens,
+                                     run_sae, run_stage, sae_inputs, stage_dir, upstream, upstream_inputs)
 from reasoning_sae.errors import UserError
 from reasoning_sae.falsify import Settings, falsify, random_controls, summarize, to_frame
 from reasoning_sae.falsify.texts import Texts, check_room
@@ -65,8 +65,8 @@ def build(cfg: DictConfig, out: Path) -> dict:
     contexts = read_contexts(cfg)
     # A feature that never fired on the interpret stage's sequences has nothing to inject: it is left out (and
     # named in the summary). One that fired but has no contexts means contexts.json does not match: an error.
-    fires = {int(k): r.get("fires") for k, r in
-             json.loads(artifact(cfg, "interpret", "features.json").read_text()).items()}
+    records = stage_dir(cfg, "interpret") / "features.json"
+    fires = {int(k): r.get("fires") for k, r in json.loads(records.read_text()).items()} if records.is_file() else {}
     never = [f for f in f_r if not contexts.get(f) and fires.get(f) == 0]
     f_r = [f for f in f_r if f not in never]
     if never and not f_r:
