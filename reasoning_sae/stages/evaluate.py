@@ -133,6 +133,15 @@ class Context:
             self._lm = load_lm(model_config(OmegaConf.to_container(self.cfg.model, resolve=True)))
         return self._lm
 
+    @functools.cached_property
+    def tokenizer(self):
+        """The model's tokenizer: the loaded model's, else the tokenizer alone (no weights loaded for it)."""
+        from reasoning_sae.models.loading import load_tokenizer
+
+        if self._lm is not None:
+            return self._lm.tokenizer
+        return load_tokenizer(model_config(OmegaConf.to_container(self.cfg.model, resolve=True)))
+
     def ban_forms(self, ban: str | None) -> list[str] | None:
         if ban is None:
             return None
@@ -326,13 +335,9 @@ def log_wandb(cfg: DictConfig, frame: pd.DataFrame, out: Path) -> None:
 
 def collect_attempts(ctx: Context, grid_cells: list[Cell]) -> pd.DataFrame:
     """Every cell's per-attempt records (evaluate/attempts.py) under its task and label; a cell cached before they
-    were written gets them from its samples, with the model's tokenizer alone (no weights) unless the model is
-    loaded already."""
-    from reasoning_sae.models.loading import load_tokenizer
-
-    model = model_config(OmegaConf.to_container(ctx.cfg.model, resolve=True))
-    tokenizer = functools.cache(lambda: ctx._lm.tokenizer if ctx._lm is not None else load_tokenizer(model))
-    frames = [cell_attempts(cell_dir(ctx.cfg, ctx, cell), cell.task, tokenizer, model.think_end)
+    were written gets them from its samples and `ctx.tokenizer`."""
+    think_end = model_config(OmegaConf.to_container(ctx.cfg.model, resolve=True)).think_end
+    frames = [cell_attempts(cell_dir(ctx.cfg, ctx, cell), cell.task, lambda: ctx.tokenizer, think_end)
               .assign(task=cell.task, label=cell.label) for cell in grid_cells]
     frame = pd.concat(frames, ignore_index=True)
     return frame[["task", "label", *(c for c in frame.columns if c not in ("task", "label"))]]
