@@ -38,8 +38,14 @@ def cell_metrics(results: dict, tokenizer, vocabulary, think_end: str | None) ->
     return metrics
 
 
-def save_cell(results: dict, metrics: dict, cell: Cell, out: Path) -> None:
-    """lm-eval's results_*.json and samples_*.jsonl (its EvaluationTracker), and our metrics.json."""
+def forcing_counts(forces: list[int]) -> dict[str, int]:
+    """What budget forcing did in one cell: generated samples, those forced at least once, and all forces."""
+    return {"samples": len(forces), "forced_samples": sum(f > 0 for f in forces), "forces": sum(forces)}
+
+
+def save_cell(results: dict, metrics: dict, cell: Cell, out: Path, forcing: dict | None = None) -> None:
+    """lm-eval's results_*.json and samples_*.jsonl (its EvaluationTracker), and our metrics.json (with the budget
+    forcing counts of a forcing cell)."""
     from lm_eval.loggers import EvaluationTracker
 
     tracker = EvaluationTracker(output_path=str(out / "lm_eval"))
@@ -49,7 +55,7 @@ def save_cell(results: dict, metrics: dict, cell: Cell, out: Path) -> None:
     for task, task_samples in samples.items():
         tracker.save_results_samples(task_name=task, samples=task_samples)
     write_json(out / "metrics.json", {"cell": cell._asdict(), "label": cell.label, "row": cell.row,
-                                      "metrics": metrics})
+                                      "metrics": metrics, **({"budget_forcing": forcing} if forcing else {})})
 
 
 def load_cell(path: Path) -> dict:
@@ -73,11 +79,13 @@ def evaluate_cell(model, cell: Cell, task_spec, vocabulary, out: Path, *, limit,
 
     from reasoning_sae.lm_eval import task_dir
 
+    forced_before = len(getattr(model, "forces", ()))  # the engine appends one count per generated sample
     results = simple_evaluate(
         model=model, tasks=[task_spec], limit=limit, log_samples=True, apply_chat_template=apply_chat_template,
         task_manager=task_manager(str(task_dir())), batch_size=batch_size, random_seed=seed,
         numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
     metrics = cell_metrics(results, model.tokenizer, vocabulary, model.think_end)
-    save_cell(results, metrics, cell, out)
+    forcing = forcing_counts(model.forces[forced_before:]) if cell.force is not None else None
+    save_cell(results, metrics, cell, out, forcing)
     write_attempts(out, cell.task, model.tokenizer, model.think_end)
     return metrics
