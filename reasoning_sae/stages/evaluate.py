@@ -174,6 +174,8 @@ class Context:
                    "seed": self.cfg.seed, "version": __version__}
         if bc.engine != "hf":  # absent for hf, so the HF cells keep their keys; a vLLM cell never reuses an HF one
             context["engine"] = {"name": bc.engine, "max_model_len": bc.get("max_model_len")}
+        else:  # lm-eval's HF batches draw their samples from one random stream: another batching, other samples
+            context["settings"]["batch_size"] = bc.batch_size
         if cell.force is not None:  # absent otherwise, so the other cells keep their keys (the minimum: in the cell)
             context["budget_forcing"] = {k: bc.budget_forcing[k] for k in ("word", "max_forces")}
         return {**context, **fidelity_key(self.cfg, cell.task)}

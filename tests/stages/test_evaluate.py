@@ -250,3 +250,17 @@ def test_budget_forcing_is_a_cell_per_task_keyed_by_its_settings_and_given_to_th
         "min_thinking_tokens": 4, "force_word": "Wait", "max_forces": 2, "max_gen_toks": 6}
     with pytest.raises(UserError, match="min_thinking_tokens=6 is not below benchmark.max_gen_toks=6"):
         evaluate.cells(vocab_only(*on, "benchmark.budget_forcing.min_thinking_tokens=6"))
+
+
+def test_the_hf_engines_batch_size_keys_its_cells_and_vllms_does_not(vocab_only):
+    from reasoning_sae.evaluate.cells import Cell
+
+    def key(*overrides):
+        cfg = vocab_only(*overrides)
+        return evaluate.cell_dir(cfg, evaluate.Context(cfg, evaluate.inputs(cfg, evaluate.cells(cfg))),
+                                 Cell("reasoning_demo")).name
+
+    # lm-eval's HF batches draw their samples from one random stream: another batch size, other samples
+    assert key("benchmark.batch_size=4") != key("benchmark.batch_size=5")
+    vllm = ("benchmark.engine=vllm",)
+    assert key(*vllm, "benchmark.batch_size=4") == key(*vllm, "benchmark.batch_size=5")
