@@ -15,6 +15,7 @@ from reasoning_sae.figures.common import Artifacts, Item, fmt, not_run, paper_ru
 LENGTH, WORDS = intervals.LENGTH, "reasoning_words_per_1k"
 DEFAULT_ROW, REASON_ROW = "Default (none banned)", "Reason (ban R)"
 NO_STEERING = "No steering"  # Cell.row of the baseline
+FORCING_ROW = "Budget forcing"  # Cell.row of a budget-forcing cell
 INTERVALS_NOTE = (" {} columns: bootstrap intervals over problems with each problem's samples resampled inside it "
                   "(maj@k: over problems); the differences below are paired on the same problems.")
 TEXT_COLUMNS = {"task": str, "label": str, "row": str, "features": str, "ban": str}
@@ -105,7 +106,7 @@ def table1(art: Artifacts, out: Path, opts: DictConfig) -> Item:
                                     + vector_note(art, numbers) + INTERVALS_NOTE.format(shown.settings.name))
     table += shown.write(out, "table1", f"Differences from {NO_STEERING}: each row minus {NO_STEERING}")
     return Item("table1", "Table 1", title, files, ours={**_ours(numbers), **shown.ours()},
-                markdown=table + paper_points(art, opts, numbers, shown, "table1"))
+                markdown=table + paper_points(art, opts, numbers, shown, "table1"), notes=forcing_notes(art, long))
 
 
 def vector_note(art: Artifacts, numbers: pd.DataFrame) -> str:
@@ -117,6 +118,21 @@ def vector_note(art: Artifacts, numbers: pd.DataFrame) -> str:
     return (f" DiffMean: the score stage's mean activation at the SAE's hook over ReasonScore's reasoning windows "
             f"minus the mean over the other tokens (arXiv 2506.18167), added at every steered position and scaled to the "
             f"norm of feature {features}'s update, γ · f_max · ||W_dec|| = γ · {reference['norm']:.3g}.")
+
+
+def forcing_notes(art: Artifacts, long: pd.DataFrame) -> list[str]:
+    """How often each budget-forcing cell forced (its metrics.json; cells written before the counts were kept have
+    none)."""
+    from reasoning_sae.figures.cells import cell_metrics, find_cell
+
+    notes = []
+    for (task, label), _ in long[long["row"] == FORCING_ROW].groupby(["task", "label"], sort=False):
+        cell = find_cell(art, long, task, label)
+        counts = cell_metrics(cell).get("budget_forcing") if cell is not None else None
+        if counts:
+            notes.append(f"{task}, {label}: budget forcing forced {counts['forced_samples']} of {counts['samples']} "
+                         f"samples ({counts['forces']} forces)")
+    return notes
 
 
 def table2(art: Artifacts, out: Path, opts: DictConfig) -> Item:

@@ -128,3 +128,19 @@ def test_records_missing_or_unlike_the_results_are_one_line_errors(tmp_path, opt
     records.unlink()
     with pytest.raises(UserError, match=r"^no evaluate artifact at .*attempts.parquet: run the evaluate stage first"):
         steering.table2(Artifacts(root), tmp_path, opts())
+
+
+def test_table1_notes_how_often_each_forcing_cell_forced(tmp_path):
+    import json
+
+    long = pd.DataFrame([{"task": "t", "label": "force-4", "row": steering.FORCING_ROW, "metric": "pass@1",
+                          "value": 0.5}])
+    cell = tmp_path / "evaluate-cells" / "t" / "force-4-0123456789ab"
+    cell.mkdir(parents=True)
+    record = {"label": "force-4", "metrics": {"t": {"pass@1": 0.5}}}
+    (cell / "metrics.json").write_text(json.dumps(record))
+    assert steering.forcing_notes(Artifacts(tmp_path), long) == []  # a cell written before the counts were kept
+    record["budget_forcing"] = {"samples": 20, "forced_samples": 9, "forces": 10}
+    (cell / "metrics.json").write_text(json.dumps(record))
+    assert steering.forcing_notes(Artifacts(tmp_path), long) == [
+        "t, force-4: budget forcing forced 9 of 20 samples (10 forces)"]
