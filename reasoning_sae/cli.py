@@ -31,7 +31,9 @@ examples:
   python -m reasoning_sae corpus
   python -m reasoning_sae corpus data.context_size=128 force=true
   python -m reasoning_sae reproduce experiment=paper
-  python -m reasoning_sae corpus --cfg job        # print the composed config"""
+  python -m reasoning_sae corpus --cfg job        # print the composed config
+publish a train run's SAEs as a folder for the hub (SAELens' layout and a model card; nothing is uploaded):
+  python -m reasoning_sae publish <run> [--out DIR] [--repo-id ORG/NAME] [--force]   # --help for more"""
 
 
 def run_named_stage(stage: str, cfg):
@@ -178,6 +180,22 @@ def check_slurm(overrides: list[str]) -> None:
         raise UserError(f"hydra/launcher=slurm: SLURM is unreachable ({reason}): {fix}")
 
 
+def publish(argv: list[str]) -> int:
+    """`publish <run> ...` (reasoning_sae/hub_release.py): argparse, not a Hydra app: it runs no stage."""
+    from reasoning_sae import hub_release
+
+    try:
+        try:
+            return hub_release.command(argv)
+        except OSError as err:
+            raise environment_error(err) or err
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except SystemExit as done:  # --help
+        return int(done.code or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     from unittest import mock
 
@@ -188,9 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     stage, overrides = other_rank_command(argv) if is_other_rank() else (argv[0], argv[1:])
+    if stage == "publish":
+        return publish(overrides)
     if stage not in STAGE_NAMES:
-        print(f"error: unknown stage {stage!r}: use one of {', '.join((*STAGES, *OPTIONAL))}, reproduce",
-              file=sys.stderr)
+        print(f"error: unknown stage {stage!r}: use one of {', '.join((*STAGES, *OPTIONAL))}, reproduce "
+              f"(or the command publish)", file=sys.stderr)
         return 2
     try:
         check_group_choices(overrides)

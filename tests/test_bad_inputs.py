@@ -146,6 +146,9 @@ CASES = [
     ("no held-out contexts", ["autointerp", "LOCAL_SAE", "experiment_name=ok", "autointerp.features=[3]",
                               "autointerp.explainer.base_url=http://127.0.0.1:9/v1"], "kept no held-out contexts"),
     ("scoring batch 0", ["autointerp", "autointerp.scoring.batch_size=0"], "autointerp.scoring.batch_size=0"),
+    # publish (more in tests/test_hub_release.py)
+    ("publish without a train run", ["publish", "demo"], "no train artifact at"),
+    ("publish a folder without an SAE", ["publish", "{root}/bad"], "holds no SAE"),
 ]
 
 

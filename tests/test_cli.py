@@ -114,3 +114,22 @@ def test_reproduce_runs_autointerp_before_figures_only_when_an_explainer_endpoin
     ran.clear()
     cli.reproduce(compose("reproduce", ("skip_stages=[autointerp]",)))
     assert ran == list(STAGES)
+
+
+def test_publish_is_a_command_beside_the_stages(tmp_path):
+    """`publish` parses its own arguments (argparse: a run, options, key=value overrides) and reports bad input as
+    the stages do: one line, exit 2, nothing written."""
+    listed = _run("--help", tmp_path=tmp_path)
+    assert listed.returncode == 0 and "python -m reasoning_sae publish <run>" in listed.stdout
+    helped = _run("publish", "--help", tmp_path=tmp_path)
+    assert helped.returncode == 0 and all(o in helped.stdout for o in ("--out", "--repo-id", "--force", "key=value"))
+    missing = _run("publish", "demo", tmp_path=tmp_path)
+    assert missing.returncode == 2, missing.stderr
+    assert missing.stderr.splitlines() == [f"error: no train artifact at {tmp_path / 'artifacts' / 'demo' / 'train'}: "
+                                           "run the train stage first (python -m reasoning_sae train "
+                                           "experiment_name=demo), or give the train stage's folder as a path"]
+    bare = _run("publish", tmp_path=tmp_path)
+    assert bare.returncode == 2 and bare.stderr.splitlines() == [
+        "error: publish needs a run: an experiment name or a train stage's folder (python -m reasoning_sae publish "
+        "demo)"]
+    assert not any(tmp_path.glob("artifacts/**/*"))

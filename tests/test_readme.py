@@ -130,6 +130,8 @@ MAPPED = {  # command -> the existing test that runs it (or its code path at a s
     "make figures": "tests/figures/test_figures.py::test_every_figure_and_table_renders_and_verifies",
     "make verify": "tests/figures/test_figures.py::test_every_figure_and_table_renders_and_verifies",
     "make verify EXPERIMENT=paper": "tests/figures/test_figures.py::test_paper_experiment_is_checked_against_the_paper",
+    f"{PYTHON} -m reasoning_sae publish demo --repo-id your-hf-name/smollm2-reasoning-sae":
+        "tests/test_hub_release.py::test_the_readme_publish_commands_run_as_written",
 }
 
 GPU = "GPU only (an 8B model; no GPU where the tests run)"
@@ -154,6 +156,9 @@ SKIPPED = {  # command -> why no test runs it
     f"{PYTHON} -m reasoning_sae autointerp autointerp.explainer.base_url=http://localhost:8000/v1":
         "a running OpenAI-compatible server; the stage runs against a local stub in tests/stages/test_autointerp.py",
     "make docker-build": "Docker: no Docker engine where the tests run (tests/test_docker.py lints the Dockerfile)",
+    "hf upload your-hf-name/smollm2-reasoning-sae artifacts/demo/publish":
+        "a hub token and network; tests/test_hub_release.py::test_the_readme_publish_commands_run_as_written checks "
+        "that publish prints this command for the folder it wrote, and the folder loads from a hub cache",
     "make docker-reproduce EXPERIMENT=paper HF_TOKEN=...": f"Docker and {GPU}",
 }
 
