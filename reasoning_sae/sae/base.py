@@ -52,6 +52,22 @@ class SparseAutoencoder(nn.Module):
     def training_loss(self, x_BD: torch.Tensor, **coefficients) -> TrainOutput:
         raise NotImplementedError
 
+    def latent_activation(self, pre_BG: torch.Tensor, idx_G: torch.Tensor) -> torch.Tensor:
+        """The activations of latents `idx_G` [G] from their own pre-activations `pre_BG` [..., G] alone (what
+        steering's clamp mode needs). Architectures whose latent depends on the others' pre-activations refuse."""
+        from reasoning_sae.errors import UserError
+
+        raise UserError(f"steering mode clamp needs each latent's activation from its own pre-activation, which a "
+                        f"{self.cfg.architecture} SAE does not give: use mode=add")
+
+    def saved_form(self) -> tuple[SAEConfig, dict[str, torch.Tensor]]:
+        """The cfg and the tensors `save` writes (an architecture with more state adds to them)."""
+        return self.cfg, {name: getattr(self, name) for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+
+    def load_extra(self, weights: dict[str, torch.Tensor], corrupt) -> None:
+        """Read the tensors beyond W_enc, b_enc, W_dec, b_dec from a loaded sae_weights.safetensors; `corrupt(what)`
+        is the UserError to raise for a missing or bad one."""
+
     # --- shared ------------------------------------------------------------------------------------------------
     @property
     def d_in(self) -> int:
@@ -81,11 +97,12 @@ class SparseAutoencoder(nn.Module):
     def fold_decoder_norm(self) -> torch.Tensor:
         """Unit-norm decoder rows with the norms moved into the encoder (SAELens' fold_W_dec_norm): the
         reconstruction is unchanged and each latent's activation is scaled by its decoder norm. Returns the norms.
-        Refused for topk (as SAELens does): rescaling the pre-activations per latent would change the winners."""
-        if self.cfg.architecture == "topk":
+        Refused for topk (as SAELens does) and batchtopk/matryoshka_batchtopk in their training form: rescaling the
+        pre-activations per latent would change the winners (saved, they are jumprelu SAEs, which fold exactly)."""
+        if self.cfg.architecture in ("topk", "batchtopk", "matryoshka_batchtopk"):
             from reasoning_sae.errors import UserError
 
-            raise UserError("folding decoder norms would change which latents a topk SAE selects: "
+            raise UserError(f"folding decoder norms would change which latents a {self.cfg.architecture} SAE selects: "
                             "use the SAE unfolded (its activations are not rescaled by decoder norm)")
         return self._fold_decoder_norm()
 

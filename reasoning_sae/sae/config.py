@@ -13,6 +13,21 @@ METADATA_KEYS = (
     "exclude_special_tokens", "sae_lens_training_version", "sae_lens_version",
 )
 SAE_LENS_VERSION = "6.0.0"  # the cfg.json layout we write
+TOPK_ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk")
+# trained here, saved for inference as jumprelu (SAELens' BatchTopKTrainingSAE.save_inference_model)
+SAVED_AS_JUMPRELU = ("batchtopk", "matryoshka_batchtopk")
+
+
+def check_matryoshka_widths(widths, d_sae: int | None) -> None:
+    """SAELens' _validate_matryoshka_config (matryoshka_batchtopk_sae.py), except that a list not ending at d_sae is
+    refused here rather than silently extended."""
+    fix = "set sae.matryoshka_widths to strictly increasing positive widths ending at d_sae"
+    if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise UserError(f"matryoshka_widths={widths}: {fix}")
+    if any(a >= b for a, b in zip(widths[:-1], widths[1:])):
+        raise UserError(f"matryoshka_widths={list(widths)} is not strictly increasing: {fix}")
+    if d_sae is not None and widths[-1] != d_sae:
+        raise UserError(f"matryoshka_widths={list(widths)} does not end at d_sae={d_sae}: {fix}")
 
 
 @dataclass
@@ -22,11 +37,13 @@ class SAEConfig:
     d_sae: int
     """Number of latents (features)."""
     architecture: str = "standard"
-    """standard (ReLU) or topk; see reasoning_sae.sae.ARCHITECTURES."""
+    """standard (ReLU), topk, jumprelu, batchtopk or matryoshka_batchtopk; see reasoning_sae.sae.ARCHITECTURES."""
     apply_b_dec_to_input: bool = False
     """Subtract b_dec from the input before encoding (the paper's YAML: false)."""
     k: int | None = None
-    """Active latents per token (topk only)."""
+    """Active latents per token (topk; batchtopk and matryoshka_batchtopk: on average over the batch)."""
+    matryoshka_widths: list[int] | None = None
+    """matryoshka_batchtopk: the nested prefix widths, strictly increasing, the last one d_sae."""
     dtype: str = "float32"
     """Parameter dtype."""
     metadata: dict = field(default_factory=dict)
@@ -35,8 +52,10 @@ class SAEConfig:
     def __post_init__(self):
         if self.d_in < 1 or self.d_sae < 1:
             raise UserError(f"SAE sizes must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
-        if self.architecture == "topk" and not (self.k and 0 < self.k <= self.d_sae):
-            raise UserError(f"topk SAE needs 0 < k <= d_sae, got k={self.k}: set sae.k")
+        if self.architecture in TOPK_ARCHITECTURES and not (self.k and 0 < self.k <= self.d_sae):
+            raise UserError(f"{self.architecture} SAE needs 0 < k <= d_sae, got k={self.k}: set sae.k")
+        if self.architecture == "matryoshka_batchtopk":
+            check_matryoshka_widths(self.matryoshka_widths, self.d_sae)
         dtype = getattr(torch, str(self.dtype), None)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise UserError(f"unknown SAE dtype {self.dtype!r}: use float32, bfloat16, float16 or float64")
@@ -59,6 +78,9 @@ class SAEConfig:
             metadata.setdefault("hook_name", raw["hook_point"])
         activation = raw.get("activation_fn_str", raw.get("activation_fn", "relu"))
         architecture = raw.get("architecture", "standard")
+        if architecture in SAVED_AS_JUMPRELU:
+            raise UserError(f"the SAE is a SAELens {architecture} training checkpoint: load the inference SAE SAELens "
+                            f"saves for it (save_inference_model: a jumprelu SAE)")
         k = raw.get("k")
         if k is None:
             k = (raw.get("activation_fn_kwargs") or {}).get("k")

@@ -1,5 +1,5 @@
 """The SAELens directory format: `cfg.json`, `sae_weights.safetensors` (W_enc [d_in, d_sae], b_enc [d_sae],
-W_dec [d_sae, d_in], b_dec [d_in]) and optionally `sparsity.safetensors` (`sparsity` = log10 feature density, as
+W_dec [d_sae, d_in], b_dec [d_in]; jumprelu adds threshold [d_sae]) and optionally `sparsity.safetensors` (`sparsity` = log10 feature density, as
 SAELens writes it; we add `max_activation`, the largest activation of each latent seen in training)."""
 
 import json
@@ -22,8 +22,9 @@ def save_sae(sae: SparseAutoencoder, path, feature_stats: dict[str, torch.Tensor
     """Write the SAE (atomically: a reader never sees a half-written directory)."""
     path = Path(path)
     with atomic_dir(path) as tmp:
-        (tmp / CFG).write_text(json.dumps(sae.cfg.to_sae_lens(), indent=2, default=str))
-        save_file({name: getattr(sae, name).detach().contiguous().cpu() for name in PARAMS}, str(tmp / WEIGHTS))
+        cfg, tensors = sae.saved_form()
+        (tmp / CFG).write_text(json.dumps(cfg.to_sae_lens(), indent=2, default=str))
+        save_file({name: t.detach().contiguous().cpu() for name, t in tensors.items()}, str(tmp / WEIGHTS))
         if feature_stats:
             save_file({k: v.detach().float().contiguous().cpu() for k, v in feature_stats.items()},
                       str(tmp / SPARSITY))
@@ -60,6 +61,7 @@ def load_sae(path, device: str | torch.device = "cpu") -> SparseAutoencoder:
         if tuple(weights[name].shape) != expected:
             raise _corrupt(path, f"{name} of shape {tuple(weights[name].shape)} where cfg.json implies {expected}")
         getattr(sae, name).data = weights[name].to(getattr(sae, name).dtype)
+    sae.load_extra(weights, lambda what: _corrupt(path, what))
     if raw.get("rescale_acts_by_decoder_norm"):
         # SAELens topk option: pre-activations times decoder norms pick the winners, whose activations are divided
         # by the norms again before decoding. Folding the norms into the weights computes exactly that.

@@ -96,6 +96,9 @@ class StandardSAE(SparseAutoencoder):
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         return torch.relu(pre_BF)
 
+    def latent_activation(self, pre_BG: torch.Tensor, idx_G: torch.Tensor) -> torch.Tensor:
+        return torch.relu(pre_BG)
+
     def training_loss(self, x_BD: torch.Tensor, l1_coefficient: float = 1.0, **_) -> TrainOutput:
         """MSE summed over d_in + l1_coefficient * sum_i f_i ||W_dec,i||, both averaged over the batch."""
         loss, mse, l1, feats_BF, recon_BD = _StandardLoss.apply(

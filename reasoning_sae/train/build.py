@@ -12,12 +12,17 @@ from reasoning_sae.train.config import TrainConfig
 
 
 def build_sae(tc: TrainConfig, d_model: int, metadata: dict) -> SparseAutoencoder:
-    sae_cfg = SAEConfig(d_in=d_model, d_sae=tc.d_sae or tc.expansion_factor * d_model, architecture=tc.architecture,
-                        apply_b_dec_to_input=tc.apply_b_dec_to_input, k=tc.k, metadata=metadata)
+    sae_cfg = SAEConfig(d_in=d_model, d_sae=tc.fixed_d_sae or tc.expansion_factor * d_model,
+                        architecture=tc.architecture, apply_b_dec_to_input=tc.apply_b_dec_to_input, k=tc.k,
+                        matryoshka_widths=tc.matryoshka_widths, metadata=metadata)
     if tc.init_from:
         return load_init(tc.init_from, sae_cfg)
-    return initialize(SparseAutoencoder(sae_cfg), tc.init, tc.init_decoder_norm,
-                      generator=torch.Generator().manual_seed(tc.seed))
+    sae = initialize(SparseAutoencoder(sae_cfg), tc.init, tc.init_decoder_norm,
+                     generator=torch.Generator().manual_seed(tc.seed))
+    if tc.architecture == "jumprelu":
+        with torch.no_grad():
+            sae.threshold.fill_(tc.jumprelu_init_threshold)
+    return sae
 
 
 def load_init(path: str, sae_cfg: SAEConfig) -> SparseAutoencoder:
@@ -27,6 +32,7 @@ def load_init(path: str, sae_cfg: SAEConfig) -> SparseAutoencoder:
     init = SparseAutoencoder.load(path)
     ours = (sae_cfg.d_in, sae_cfg.d_sae, sae_cfg.architecture, sae_cfg.k, sae_cfg.apply_b_dec_to_input)
     theirs = (init.cfg.d_in, init.cfg.d_sae, init.cfg.architecture, init.cfg.k, init.cfg.apply_b_dec_to_input)
+    # batchtopk SAEs are saved as jumprelu; fine-tuning does not resume them (the threshold restarts in training)
     if ours != theirs:
         raise UserError(f"sae.init_from={path} has (d_in, d_sae, architecture, k, apply_b_dec_to_input)={theirs} "
                         f"but this run builds {ours}: set sae.d_sae, sae.architecture, ... to match it")

@@ -16,6 +16,13 @@ from reasoning_sae.seeding import MAX_SEED
 from reasoning_sae.settings import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, check_setting, setting
 
 NORMALIZATIONS = ("none", "expected_average_only_in")
+TOPK_ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk")  # as reasoning_sae.sae.config's (no torch here)
+
+
+def check_matryoshka_widths(widths, d_sae: int | None) -> None:
+    from reasoning_sae.sae.config import check_matryoshka_widths as check  # imports torch: only for matryoshka
+
+    check(widths, d_sae)
 
 
 class RegisteredNames(Container[str]):
@@ -41,7 +48,8 @@ INIT_PRESETS = RegisteredNames("reasoning_sae.sae.init", "PRESETS")
 @dataclass
 class TrainConfig:
     architecture: str = setting("standard", choices=ARCHITECTURE_NAMES)
-    """SAE architecture: standard (ReLU + decoder-norm-weighted L1) or topk."""
+    """SAE architecture: standard (ReLU + decoder-norm-weighted L1), topk, jumprelu, batchtopk or
+    matryoshka_batchtopk (the last three as SAELens trains them; the batch-topk ones are saved as jumprelu)."""
     init: str = setting("paper", choices=INIT_PRESETS)
     """Initialisation preset: paper (decoder_heuristic_init as sae-lens 5.5.2 did it: uniform [0, 1) rows, so every
     row points into the positive orthant, W_enc = W_dec^T) or fixed (random directions, SAELens' later fix)."""
@@ -56,7 +64,31 @@ class TrainConfig:
     apply_b_dec_to_input: bool = False
     """Subtract b_dec before encoding (the paper's YAML: false)."""
     k: int | None = setting(None, **AT_LEAST_ONE)
-    """Active latents per token (topk)."""
+    """Active latents per token (topk; batchtopk and matryoshka_batchtopk: on average over the batch)."""
+    topk_threshold_lr: float = setting(0.01, **FRACTION)
+    """batchtopk, matryoshka_batchtopk: rate of the running threshold used at inference (SAELens' default)."""
+    matryoshka_widths: list | None = None
+    """matryoshka_batchtopk: nested prefix widths, strictly increasing; the last one is d_sae (sets it if unset)."""
+    use_matryoshka_aux_loss: bool = False
+    """matryoshka_batchtopk: AuxK per level, each level's dead latents fitting that level's residual (SAELens')."""
+    l0_coefficient: float = setting(1.0, **NON_NEGATIVE)
+    """jumprelu: weight of the sparsity loss l0_loss (SAELens' default)."""
+    l0_warm_up_fraction: float = setting(0.0, **FRACTION)
+    """jumprelu: l0_coefficient rises linearly from 0 over this share of the steps (SAELens: no warm-up)."""
+    jumprelu_init_threshold: float = setting(0.01, **NON_NEGATIVE)
+    """jumprelu: every latent's threshold at initialisation."""
+    jumprelu_bandwidth: float = setting(0.05, **POSITIVE)
+    """jumprelu: width of the straight-through estimator's rectangle kernel."""
+    jumprelu_sparsity_loss_mode: str = setting("step", choices=("step", "tanh", "quadratic"))
+    """jumprelu: step (L0, DeepMind), tanh (Anthropic) or quadratic (around target_l0, Gemma Scope 2)."""
+    jumprelu_tanh_scale: float = setting(4.0, **POSITIVE)
+    """jumprelu, tanh mode: the scale inside the tanh."""
+    jumprelu_ste_to_input: bool = False
+    """jumprelu: the estimator's gradient also reaches the pre-activations (Anthropic), not the threshold alone."""
+    pre_act_loss_coefficient: float | None = setting(None, **NON_NEGATIVE)
+    """jumprelu: Anthropic's pre-activation loss on dead latents (null: off, as in SAELens; Anthropic: 3e-6)."""
+    target_l0: float | None = setting(None, **POSITIVE)
+    """jumprelu, quadratic mode: the L0 the penalty centres on."""
     normalize_activations: str = setting("expected_average_only_in", choices=NORMALIZATIONS)
     """none, or expected_average_only_in: scale inputs to mean norm sqrt(d_in), folded into the weights on save."""
     l1_coefficient: float = setting(5.0, **NON_NEGATIVE)
@@ -107,8 +139,33 @@ class TrainConfig:
         if self.normalize_activations not in NORMALIZATIONS:
             raise UserError(f"unknown sae.normalize_activations {self.normalize_activations!r}: "
                             f"use none or expected_average_only_in")
-        if self.architecture == "topk" and self.k is None:
-            raise UserError("sae.architecture=topk needs sae.k: set the number of active latents per token")
+        if self.architecture in TOPK_ARCHITECTURES and self.k is None:
+            raise UserError(f"sae.architecture={self.architecture} needs sae.k: set the number of active latents per "
+                            f"token")
+        if self.k is not None and self.fixed_d_sae is not None and self.k > self.fixed_d_sae:
+            raise UserError(f"sae.k={self.k} is more than d_sae={self.fixed_d_sae}: set sae.k <= d_sae")
+        if self.architecture == "matryoshka_batchtopk":
+            check_matryoshka_widths(self.matryoshka_widths, self.d_sae)
+        elif self.matryoshka_widths is not None:
+            raise UserError(f"sae.matryoshka_widths is read by sae.architecture=matryoshka_batchtopk only, not "
+                            f"{self.architecture}: remove it or use sae=matryoshka")
+        if self.architecture == "jumprelu" and self.jumprelu_sparsity_loss_mode == "quadratic":
+            if self.target_l0 is None or self.fixed_d_sae is not None and self.target_l0 > self.fixed_d_sae:
+                raise UserError(f"sae.jumprelu_sparsity_loss_mode=quadratic needs 0 < sae.target_l0 <= d_sae, got "
+                                f"{self.target_l0}: set sae.target_l0")
+
+    @property
+    def fixed_d_sae(self) -> int | None:
+        """d_sae when the settings fix it (sae.d_sae, or the last matryoshka width); else expansion_factor decides."""
+        return self.d_sae or (self.matryoshka_widths[-1] if self.architecture == "matryoshka_batchtopk" else None)
+
+    def loss_settings(self) -> dict:
+        """The architecture settings the SAE's training_loss reads each step (the scheduled coefficients aside)."""
+        return {"topk_threshold_lr": self.topk_threshold_lr, "use_matryoshka_aux_loss": self.use_matryoshka_aux_loss,
+                "jumprelu_bandwidth": self.jumprelu_bandwidth,
+                "jumprelu_sparsity_loss_mode": self.jumprelu_sparsity_loss_mode,
+                "jumprelu_tanh_scale": self.jumprelu_tanh_scale, "jumprelu_ste_to_input": self.jumprelu_ste_to_input,
+                "pre_act_loss_coefficient": self.pre_act_loss_coefficient, "target_l0": self.target_l0}
 
     @property
     def total_steps(self) -> int:

@@ -50,6 +50,11 @@ class SAEModule(L.LightningModule):
         warm = int(self.cfg.l1_warm_up_fraction * self.cfg.total_steps)
         return self.cfg.l1_coefficient * (min(1.0, (step + 1) / warm) if warm else 1.0)
 
+    def l0_coefficient(self, step: int) -> float:
+        """jumprelu's sparsity coefficient, warmed up as SAELens' TrainCoefficientConfig does over l0_warm_up_steps."""
+        warm = int(self.cfg.l0_warm_up_fraction * self.cfg.total_steps)
+        return self.cfg.l0_coefficient * (min(1.0, (step + 1) / warm) if warm else 1.0)
+
     def configure_optimizers(self):
         total = self.cfg.total_steps
         warm, decay = int(self.cfg.lr_warm_up_fraction * total), int(self.cfg.lr_decay_fraction * total)
@@ -90,7 +95,8 @@ class SAEModule(L.LightningModule):
                 f"it in float32 (set model.dtype=float32) and train again", step)
         x_BD = self.scale(batch_BD)
         out = self.sae.training_loss(x_BD, l1_coefficient=self.l1_coefficient(step), dead_mask_F=self.dead_mask_F(),
-                                     aux_coefficient=self.cfg.aux_coefficient)
+                                     aux_coefficient=self.cfg.aux_coefficient, l0_coefficient=self.l0_coefficient(step),
+                                     **self.cfg.loss_settings())
         if not torch.isfinite(out.loss):
             raise NonFiniteTraining(f"the SAE loss became non-finite at step {step}: lower sae.lr (now "
                                     f"{self.cfg.lr:g}) and train again", step)

@@ -308,9 +308,9 @@ def test_missing_tensor(saved):
 
 
 def test_unknown_architecture(saved):
-    edit_cfg(saved, architecture="jumprelu")
+    edit_cfg(saved, architecture="gated")
     message = load_error(saved)
-    assert "unknown SAE architecture 'jumprelu'" in message and "standard, topk" in message
+    assert "unknown SAE architecture 'gated'" in message and "jumprelu, matryoshka_batchtopk, standard, topk" in message
 
 
 @pytest.mark.parametrize("k", [0, D_SAE + 1, None])

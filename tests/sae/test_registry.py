@@ -10,6 +10,9 @@ import torch
 from reasoning_sae.errors import UserError
 from reasoning_sae.sae import (
     ARCHITECTURES,
+    BatchTopKSAE,
+    JumpReLUSAE,
+    MatryoshkaBatchTopKSAE,
     SAEConfig,
     SparseAutoencoder,
     StandardSAE,
@@ -19,6 +22,9 @@ from reasoning_sae.sae import (
     register_sae_class,
 )
 from reasoning_sae.sae import base
+
+
+SHIPPED = "batchtopk, jumprelu, matryoshka_batchtopk, standard, topk"
 
 
 @pytest.fixture
@@ -31,7 +37,8 @@ def scratch_name():
 
 
 def test_the_shipped_architectures_are_registered_by_name():
-    assert dict(ARCHITECTURES) == {"standard": StandardSAE, "topk": TopKSAE}
+    assert dict(ARCHITECTURES) == {"standard": StandardSAE, "topk": TopKSAE, "jumprelu": JumpReLUSAE,
+                                   "batchtopk": BatchTopKSAE, "matryoshka_batchtopk": MatryoshkaBatchTopKSAE}
     assert architecture_class("standard") is StandardSAE and architecture_class("topk") is TopKSAE
 
 
@@ -81,7 +88,7 @@ def test_a_new_architecture_is_built_once_registered(scratch_name, tmp_path):
             raise NotImplementedError
 
     cfg = SAEConfig(d_in=4, d_sae=8, architecture=scratch_name)
-    with pytest.raises(UserError, match=rf"unknown SAE architecture '{scratch_name}': use one of standard, topk"):
+    with pytest.raises(UserError, match=rf"unknown SAE architecture '{scratch_name}': use one of {SHIPPED}"):
         SparseAutoencoder(cfg)
     register_sae_class(scratch_name, Shifted)
     assert ARCHITECTURES[scratch_name] is Shifted
@@ -95,7 +102,7 @@ def test_unknown_architecture_in_cfg_json_is_a_user_error(tmp_path):
     SparseAutoencoder(SAEConfig(d_in=4, d_sae=8)).save(tmp_path / "sae")
     cfg = (tmp_path / "sae" / "cfg.json").read_text().replace('"architecture": "standard"', '"architecture": "gated"')
     (tmp_path / "sae" / "cfg.json").write_text(cfg)
-    with pytest.raises(UserError, match="unknown SAE architecture 'gated': use one of standard, topk"):
+    with pytest.raises(UserError, match=f"unknown SAE architecture 'gated': use one of {SHIPPED}"):
         SparseAutoencoder.load(tmp_path / "sae")
 
 

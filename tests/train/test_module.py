@@ -99,3 +99,41 @@ def test_explained_variance_flavours():
     assert per_dim == pytest.approx(float((1 - err.sum(0) / var.sum(0)).mean()))
     assert pooled > per_dim  # the dominant dimension, reconstructed as well as the others, lifts the pooled kind
     assert float(explained_variance_per_token(x, x)) == 1.0 and explained_variance_pooled(0.0, 5.0) == 1.0
+
+
+@pytest.mark.parametrize(("architecture", "extra"), [
+    ("jumprelu", {"jumprelu_init_threshold": 0.05, "pre_act_loss_coefficient": 1e-3}),
+    ("batchtopk", {"k": 3}),
+    ("matryoshka_batchtopk", {"k": 3, "matryoshka_widths": [4, 16], "use_matryoshka_aux_loss": True}),
+])
+def test_a_tiny_fit_of_each_sae_lens_architecture(tmp_path, architecture, extra):
+    """SAEModule trains the architecture end to end (the train stage's path): finite losses, parameters moved, the
+    exported SAE saves and loads as the jumprelu SAE SAELens would write."""
+    import lightning as L
+
+    from reasoning_sae.train.build import build_sae
+
+    cfg = TrainConfig(architecture=architecture, init="fixed", d_sae=16, training_tokens=400, batch_size_tokens=20,
+                      lr=1e-2, normalize_activations="none", dead_feature_window=2, log_every=5, **extra)
+    module = SAEModule(build_sae(cfg, 8, {"hook_name": "blocks.0.hook_resid_post"}), cfg)
+    assert module.sae.cfg.d_sae == 16 and module.sae.cfg.architecture == architecture
+    before = module.sae.W_enc.detach().clone()
+    data = torch.utils.data.DataLoader(torch.randn(400, 8, generator=torch.Generator().manual_seed(0)), batch_size=20)
+    L.Trainer(max_steps=cfg.total_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=tmp_path).fit(module, data)
+    assert not torch.equal(module.sae.W_enc, before)
+    if architecture == "jumprelu":
+        assert not torch.equal(module.sae.threshold, torch.full((16,), 0.05))
+    else:
+        assert module.sae.topk_threshold > 0
+    exported, stats = module.export()
+    exported.save(tmp_path / "sae", stats)
+    loaded = SparseAutoencoder.load(tmp_path / "sae")
+    assert loaded.cfg.architecture == "jumprelu"
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(loaded.encode(x), exported.encode(x))
+
+
+def test_the_jumprelu_l0_coefficient_warms_up():
+    module = _module(l0_coefficient=2.0, l0_warm_up_fraction=0.1)
+    assert module.l0_coefficient(0) == pytest.approx(0.2) and module.l0_coefficient(9) == 2.0
