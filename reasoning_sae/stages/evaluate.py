@@ -29,6 +29,7 @@ from reasoning_sae.sae.source import check_feature_ids
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("steering", "benchmark", "model", "seed")
+UNKEYED_BATCH_SIZE = 8  # every HF cell had it before the batch size entered the key: absent for it, they keep theirs
 RECORDS = "attempts.parquet v1"  # what the stage writes besides lm-eval's files and results.csv
 
 
@@ -174,7 +175,8 @@ class Context:
                    "seed": self.cfg.seed, "version": __version__}
         if bc.engine != "hf":  # absent for hf, so the HF cells keep their keys; a vLLM cell never reuses an HF one
             context["engine"] = {"name": bc.engine, "max_model_len": bc.get("max_model_len")}
-        else:  # lm-eval's HF batches draw their samples from one random stream: another batching, other samples
+        elif bc.batch_size != UNKEYED_BATCH_SIZE:
+            # lm-eval's HF batches draw their samples from one random stream: another batching, other samples
             context["settings"]["batch_size"] = bc.batch_size
         if cell.force is not None:  # absent otherwise, so the other cells keep their keys (the minimum: in the cell)
             context["budget_forcing"] = {k: bc.budget_forcing[k] for k in ("word", "max_forces")}

@@ -261,6 +261,8 @@ def test_the_hf_engines_batch_size_keys_its_cells_and_vllms_does_not(vocab_only)
                                  Cell("reasoning_demo")).name
 
     # lm-eval's HF batches draw their samples from one random stream: another batch size, other samples
-    assert key("benchmark.batch_size=4") != key("benchmark.batch_size=5")
+    assert key("benchmark.batch_size=4") != key("benchmark.batch_size=5") != key("benchmark.batch_size=8")
+    eight = vocab_only("benchmark.batch_size=8")  # the batch size of every cell made before it was keyed
+    assert "batch_size" not in json.dumps(evaluate.Context(eight, {}).key_context(Cell("reasoning_demo")))
     vllm = ("benchmark.engine=vllm",)
     assert key(*vllm, "benchmark.batch_size=4") == key(*vllm, "benchmark.batch_size=5")
