@@ -11,7 +11,9 @@ feature, gamma, mode and site, because the graph never branches on them. Up to `
 are zero and add nothing. Per forward, over the batch's N tokens (every request's, flattened as vLLM runs them):
 
   x_ND          = hidden_ND + resid_gate_1 * residual_ND                          resid_gate_1: 1 resid_post, 0 mlp_out
-  coeff_NG      = targets_G - clamp_G * relu((x_ND - b_dec_D) @ enc_GD.T + enc_bias_G)      clamp_G: 1 clamp, 0 add
+  pre_NG        = (x_ND - b_dec_D) @ enc_GD.T + enc_bias_G
+  coeff_NG      = targets_G - clamp_G * relu(pre_NG) * [pre_NG > threshold_G]          clamp_G: 1 clamp, 0 add
+                                                        threshold_G: each latent's JumpReLU threshold, 0 for standard
   hidden_ND    += mask_N * coeff_NG @ vectors_GD                                       mask_N: positions to steer
 """
 
@@ -32,7 +34,8 @@ class SteeringSlot(torch.nn.Module):
         kw = {"dtype": dtype, "device": device}
         for name, shape in (("vectors_GD", (max_features, d_model)), ("enc_GD", (max_features, d_model)),
                             ("enc_bias_G", (max_features,)), ("targets_G", (max_features,)),
-                            ("clamp_G", (max_features,)), ("b_dec_D", (d_model,)), ("mask_N", (max_tokens,)),
+                            ("clamp_G", (max_features,)), ("threshold_G", (max_features,)), ("b_dec_D", (d_model,)),
+                            ("mask_N", (max_tokens,)),
                             ("resid_gate_1", (1,))):
             self.register_buffer(name, torch.zeros(shape, **kw), persistent=False)
         self.resid_gate_1.fill_(1.0)
@@ -49,7 +52,8 @@ class SteeringSlot(torch.nn.Module):
         """`hidden_ND` with the update added, f_i read from resid_post = hidden + residual or, for site mlp_out,
         from hidden (the MLP output) alone (branch-free, for compilation)."""
         x_ND = hidden_ND if residual_ND is None else hidden_ND + self.resid_gate_1 * residual_ND
-        coeff_NG = self.targets_G - self.clamp_G * torch.relu((x_ND - self.b_dec_D) @ self.enc_GD.T + self.enc_bias_G)
+        pre_NG = (x_ND - self.b_dec_D) @ self.enc_GD.T + self.enc_bias_G
+        coeff_NG = self.targets_G - self.clamp_G * torch.relu(pre_NG) * (pre_NG > self.threshold_G).to(pre_NG.dtype)
         return hidden_ND + (coeff_NG @ self.vectors_GD) * self.mask_N[: hidden_ND.shape[0], None]
 
     @torch.no_grad()
@@ -57,7 +61,8 @@ class SteeringSlot(torch.nn.Module):
         """Overwrite the buffers in place with `vectors` (None: no steering)."""
         if positions not in POSITIONS:
             raise UserError(f"unknown steering positions {positions!r}: use one of {POSITIONS}")
-        for buffer in (self.vectors_GD, self.enc_GD, self.enc_bias_G, self.targets_G, self.clamp_G, self.b_dec_D):
+        for buffer in (self.vectors_GD, self.enc_GD, self.enc_bias_G, self.targets_G, self.clamp_G, self.threshold_G,
+                       self.b_dec_D):
             buffer.zero_()
         self.resid_gate_1.fill_(0.0 if vectors is not None and vectors.site == "mlp_out" else 1.0)
         self.active, self.positions = vectors is not None, positions
@@ -69,7 +74,8 @@ class SteeringSlot(torch.nn.Module):
             raise UserError(f"{g} features steered at once, but the vLLM engine holds at most {self.max_features}: "
                             f"steer fewer, or build the engine with max_features={g}")
         for buffer, value in ((self.vectors_GD, vectors.vectors_GD), (self.enc_GD, vectors.enc_GD),
-                              (self.enc_bias_G, vectors.enc_bias_G), (self.targets_G, vectors.targets_G)):
+                              (self.enc_bias_G, vectors.enc_bias_G), (self.targets_G, vectors.targets_G),
+                              (self.threshold_G, vectors.threshold_G)):
             buffer[:g].copy_(value)
         self.clamp_G[:g] = float(vectors.mode == "clamp")
         if vectors.b_dec_D is not None:

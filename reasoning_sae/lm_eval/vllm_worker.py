@@ -58,6 +58,6 @@ class SteeringWorkerExtension:
 
 def vectors_payload(vectors: SteeringVectors, positions: str) -> dict:
     """`vectors` as nested lists (msgpack-safe) for `steering_set`."""
-    names = ("vectors_GD", "enc_GD", "enc_bias_G", "targets_G", "b_dec_D")
+    names = ("vectors_GD", "enc_GD", "enc_bias_G", "targets_G", "b_dec_D", "threshold_G")
     tensors = {n: None if getattr(vectors, n) is None else getattr(vectors, n).float().cpu().tolist() for n in names}
     return {"tensors": tensors, "mode": vectors.mode, "site": vectors.site, "positions": positions}

@@ -388,13 +388,17 @@ def validate(cfg: DictConfig, grid_cells: list[Cell]) -> None:
         check_source(task, cfg.benchmark.data_files.get(task) if cfg.benchmark.data_files else None)
     steered = sorted({f for c in grid_cells for f in c.features})
     if steered:
-        from reasoning_sae.steering import MODES, POSITIONS, check_site
+        from reasoning_sae.sae.config import SAEConfig
+        from reasoning_sae.steering import MODES, POSITIONS, check_clamp, check_site
 
         for key, allowed in (("mode", MODES), ("positions", POSITIONS)):
             if cfg.steering[key] not in allowed:
                 raise UserError(f"steering.{key}={cfg.steering[key]!r}: use one of {', '.join(allowed)}")
         check_site(cfg.steering.get("site", "resid_post"))
-        d_sae = json.loads((sae_path(cfg) / CFG).read_text())["d_sae"]
+        sae_cfg = SAEConfig.from_sae_lens(json.loads((sae_path(cfg) / CFG).read_text()))
+        if cfg.steering.mode == "clamp":
+            check_clamp(sae_cfg.architecture)  # topk: refused from cfg.json, before the model loads
+        d_sae = sae_cfg.d_sae
         check_feature_ids(steered, d_sae, "steering.features")
         f_max_for(cfg, tuple(steered))  # f_max.json reads and covers every steered feature
     for name in dict.fromkeys(c.vector for c in grid_cells if c.vector):

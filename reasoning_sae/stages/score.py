@@ -32,13 +32,18 @@ def build(cfg: DictConfig, out: Path) -> dict:
     mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
     fetched = run_sae(cfg)
     sae = SparseAutoencoder.load(fetched.path)
+    if sc.fold_decoder_norm:  # here, so that a refusal (topk) comes before the model loads
+        try:
+            sae.fold_decoder_norm()
+        except UserError as err:
+            raise UserError(f"{err} (score.fold_decoder_norm=false)") from None
     vocabulary = load_vocabulary(upstream(cfg, "vocab", UPSTREAM["vocab"]))
     token_ids = read_tokens(cfg, UPSTREAM["corpus"], sc.sequences)
     lm = load_lm(mc)
     lm.activation_cache = activation_cache(cfg)  # score fills it, interpret reads it
     table, diffmean = score_pass(lm, sae, token_ids, vocabulary, window=tuple(sc.window), alpha=sc.alpha,
                                  ignore_token_ids=mc.ignore_token_ids if sc.ignore_special_tokens else (),
-                                 fold_decoder_norm=sc.fold_decoder_norm, batch_sequences=sc.batch_sequences,
+                                 batch_sequences=sc.batch_sequences,
                                  progress=True, sink_positions=mc.sink_positions)
     features = top_features(table, q=sc.q, top_k=sc.top_k)
     table.to_parquet(out / SCORES)

@@ -2,7 +2,11 @@
 
 `add`:   x' = x + gamma * f_max * W_dec[i]                      (paper, Eq. 7)
 `clamp`: x' = x + (gamma * f_max - f_i(x)) * W_dec[i]           (released code: set f_i to gamma * f_max in the SAE,
-                                                                 keep the SAE error; f_i(x) = ReLU(x . W_enc[:, i] + b_enc[i]))
+                                                                 keep the SAE error)
+         with f_i(x) = relu(pre_i) * [pre_i > threshold_i], pre_i = x . W_enc[:, i] + b_enc[i]: a JumpReLU whose
+         threshold is 0 for a standard (ReLU) SAE, the learnt one for jumprelu (and saved batchtopk /
+         matryoshka_batchtopk SAEs, which load as jumprelu), the running one for an in-memory batchtopk. A topk latent
+         depends on every pre-activation, so clamp refuses it (`SparseAutoencoder.latent_activation`); add works for all.
 Only one encoder column, one bias and one decoder row per feature are used: the full SAE never runs.
 Positions are absolute (prompt / generated are told apart under the KV cache too).
 
@@ -58,9 +62,12 @@ def _f_max(sae, features: list[int], f_max) -> list[float]:
 class SteeringVectors:
     """The rank-1 update, engine-independent: the HF hook below and the vLLM hook (reasoning_sae.lm_eval.vllm) share it."""
 
-    def __init__(self, vectors_GD, enc_GD, enc_bias_G, targets_G, b_dec_D, mode: str, site: str = "resid_post"):
+    def __init__(self, vectors_GD, enc_GD, enc_bias_G, targets_G, b_dec_D, mode: str, site: str = "resid_post",
+                 threshold_G=None):
         self.vectors_GD, self.enc_GD, self.enc_bias_G = vectors_GD, enc_GD, enc_bias_G
         self.targets_G, self.b_dec_D, self.mode, self.site = targets_G, b_dec_D, mode, site
+        # each latent's JumpReLU threshold (clamp); zeros: plain ReLU
+        self.threshold_G = torch.zeros_like(targets_G) if threshold_G is None else threshold_G
 
     def update(self, resid_BSD: torch.Tensor) -> torch.Tensor:
         """What to add to the residual stream to steer every feature, with f_i read from `resid_BSD` (resid_post,
@@ -68,7 +75,9 @@ class SteeringVectors:
         coeff_BSG = self.targets_G.expand(*resid_BSD.shape[:-1], -1).to(resid_BSD.dtype)
         if self.mode == "clamp":
             x = resid_BSD if self.b_dec_D is None else resid_BSD - self.b_dec_D
-            coeff_BSG = coeff_BSG - torch.relu(x @ self.enc_GD.T + self.enc_bias_G)
+            pre_BSG = x @ self.enc_GD.T + self.enc_bias_G
+            # relu(pre) * [pre > 0] == relu(pre) bit for bit, so a standard SAE (threshold 0) steers as before
+            coeff_BSG = coeff_BSG - torch.relu(pre_BSG) * (pre_BSG > self.threshold_G).to(pre_BSG.dtype)
         return coeff_BSG @ self.vectors_GD
 
 
@@ -125,15 +134,48 @@ def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[
     if mode not in MODES:
         raise UserError(f"unknown steering mode {mode!r}: use one of {MODES}")
     check_site(site)
-    if mode == "clamp" and sae.cfg.architecture != "standard":
-        raise UserError("mode=clamp needs a standard (ReLU) SAE: a topk latent is not a function of its own column")
+    idx = torch.tensor(features)
+    threshold_G = latent_thresholds(sae, idx) if mode == "clamp" else torch.zeros(len(features))
     targets = [g * m for g, m in zip(gammas, _f_max(sae, features, f_max), strict=True)]
     with torch.no_grad():
-        idx = torch.tensor(features)
         return SteeringVectors(
             vectors_GD=sae.W_dec[idx].to(device, dtype), enc_GD=sae.W_enc[:, idx].T.to(device, dtype),
             enc_bias_G=sae.b_enc[idx].to(device, dtype), targets_G=torch.tensor(targets, device=device, dtype=dtype),
-            b_dec_D=sae.b_dec.to(device, dtype) if sae.cfg.apply_b_dec_to_input else None, mode=mode, site=site)
+            b_dec_D=sae.b_dec.to(device, dtype) if sae.cfg.apply_b_dec_to_input else None, mode=mode, site=site,
+            threshold_G=threshold_G.to(device, dtype))
+
+
+def _clamp_refused(architecture: str) -> UserError:
+    # SparseAutoencoder.latent_activation's wording
+    return UserError(f"steering mode clamp needs each latent's activation from its own pre-activation, which a "
+                     f"{architecture} SAE does not give: use mode=add")
+
+
+def check_clamp(architecture: str) -> None:
+    """A UserError unless clamp can read a latent of this architecture (cfg.json's name) from its own pre-activation
+    as a JumpReLU: from the name alone, so a stage checks it before any weights or model load."""
+    from reasoning_sae.sae import BatchTopKSAE, JumpReLUSAE, StandardSAE, architecture_class
+
+    if not issubclass(architecture_class(architecture), (StandardSAE, JumpReLUSAE, BatchTopKSAE)):
+        raise _clamp_refused(architecture)
+
+
+def latent_thresholds(sae, idx_G: torch.Tensor) -> torch.Tensor:
+    """The JumpReLU threshold [G] of latents `idx_G`, such that f_i = relu(pre_i) * [pre_i > threshold_i] (what
+    clamp's rank-1 update computes): 0 for standard, `threshold` for jumprelu, the running `topk_threshold` for an
+    in-memory batchtopk / matryoshka_batchtopk (a JumpReLU outside training). A UserError for any other."""
+    from reasoning_sae.sae import BatchTopKSAE, JumpReLUSAE, StandardSAE
+
+    if isinstance(sae, JumpReLUSAE):
+        threshold = sae.threshold
+    elif isinstance(sae, BatchTopKSAE):  # matryoshka_batchtopk too
+        threshold = sae.topk_threshold
+    elif isinstance(sae, StandardSAE):
+        threshold = torch.zeros(())
+    else:
+        raise _clamp_refused(sae.cfg.architecture)
+    threshold = threshold.detach().float().cpu()
+    return threshold.expand(len(idx_G)).clone() if threshold.ndim == 0 else threshold[idx_G.cpu()].clone()
 
 
 @contextlib.contextmanager

@@ -80,6 +80,38 @@ def test_teacher_forced_loglikelihoods_equal_the_hf_engine(case, steered_vllm, h
 
 
 @pytest.fixture(scope="module")
+def jumprelu_sae_dir(tmp_path_factory, hf_lm):
+    """random_sae's weights as a jumprelu SAE whose feature 5 has a threshold amid its positive pre-activations on
+    CONTEXTS (so clamp reads some of them as 0, where a ReLU would not)."""
+    from reasoning_sae import SparseAutoencoder
+
+    base = random_sae()
+    sae = SparseAutoencoder(base.cfg.replace(architecture="jumprelu"))
+    sae.load_state_dict(base.state_dict(), strict=False)
+    with torch.no_grad():
+        pre_N = torch.cat([sae.encode_pre(hf_lm.activations([hf_lm.tokenizer(c + t)["input_ids"]],
+                                                            hook=base.hook_name())[0])[:, 5] for c, t in CONTEXTS])
+        above = pre_N[pre_N > 0].sort().values
+        assert len(above) >= 4, "feature 5 barely fires on CONTEXTS: pick another feature"
+        sae.threshold[5] = above[len(above) // 2 - 1: len(above) // 2 + 1].mean()
+    path = tmp_path_factory.mktemp("jumprelu") / "sae"
+    sae.save(path)
+    return str(path)
+
+
+def test_clamp_on_a_jumprelu_sae_gives_the_hf_engines_loglikelihoods(steered_vllm, hf_lm, jumprelu_sae_dir, sae_dir):
+    from reasoning_sae.lm_eval.vllm import SteeredVLLM
+
+    steering = STEERING["clamp"]
+    hf = _loglikelihoods(SteeredLM(pretrained=hf_lm, batch_size=4, sae=jumprelu_sae_dir, **steering))
+    steered_vllm({})  # the module's engine, shut down after the module
+    ours = _loglikelihoods(SteeredVLLM(pretrained="smollm2-135m-instruct", sae=jumprelu_sae_dir, **ENGINE, **steering))
+    assert max(abs(a - b) for a, b in zip(hf, ours, strict=True)) < 1e-3, (hf, ours)
+    relu = _loglikelihoods(SteeredLM(pretrained=hf_lm, batch_size=4, sae=sae_dir, **steering))
+    assert max(abs(a - b) for a, b in zip(hf, relu, strict=True)) > 1e-2  # the thresholds changed the steering
+
+
+@pytest.fixture(scope="module")
 def vector_file(tmp_path_factory):
     """A DiffMean-like vector file (one 1-D tensor, its hook in the metadata) for the demo model's layer 6."""
     from safetensors.torch import save_file

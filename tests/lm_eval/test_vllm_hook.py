@@ -57,6 +57,36 @@ def test_slot_at_mlp_out_reads_hidden_states_alone_and_switches_site_in_place(ap
     assert slot.resid_gate_1.item() == 1.0
 
 
+@pytest.mark.parametrize("apply_b_dec", [False, True])
+def test_slot_clamps_a_jumprelu_sae_at_its_thresholds_like_the_hf_hook(apply_b_dec):
+    """The thresholds travel in the worker payload and a buffer: a latent below its threshold reads 0 in both engines;
+    then a standard SAE in the same slot reads plain ReLU again (its thresholds overwrite them with 0)."""
+    from reasoning_sae.lm_eval.vllm_worker import vectors_payload
+    from reasoning_sae.sae import SAEConfig, SparseAutoencoder
+
+    base = random_sae(d_in=24, d_sae=40, apply_b_dec=apply_b_dec)
+    sae = SparseAutoencoder(SAEConfig(24, 40, architecture="jumprelu", apply_b_dec_to_input=apply_b_dec))
+    sae.load_state_dict(base.state_dict(), strict=False)
+    hidden, residual = torch.randn(11, 24) * 3, torch.randn(11, 24) * 3
+    with torch.no_grad():
+        pre_NF = sae.encode_pre(hidden + residual)
+        sae.threshold.copy_(pre_NF.relu().mean(0))  # some positive latents below it
+    features = (pre_NF > 0).sum(0).topk(3).indices.tolist()  # often positive
+    slot = SteeringSlot(24, max_tokens=16, max_features=4)
+    outs = {}
+    for name, steered in (("jumprelu", sae), ("standard", base)):
+        vectors = steering_vectors(steered, features, gamma=[2.0, -1.0, 1.5], mode="clamp", f_max=[1.0, 2.0, 3.0])
+        payload = vectors_payload(vectors, "all")
+        assert payload["tensors"]["threshold_G"] == pytest.approx(vectors.threshold_G.tolist())
+        slot.load(vectors)
+        slot.prepare(torch.arange(11), None)
+        outs[name] = slot(hidden, residual)
+        expected = SteeringHook(vectors, "all")(None, (), {}, (hidden + residual)[None])[0]
+        torch.testing.assert_close(outs[name] + residual, expected, atol=1e-5, rtol=1e-5)
+    assert slot.threshold_G.abs().sum() == 0
+    assert (outs["jumprelu"] - outs["standard"]).abs().max() > 0.1
+
+
 def test_slot_is_rewritten_in_place_and_empty_adds_nothing():
     sae = random_sae(d_in=24, d_sae=40)
     slot = SteeringSlot(24, max_tokens=8, max_features=2)

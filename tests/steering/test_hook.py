@@ -1,13 +1,25 @@
 import pytest
 import torch
 
-from reasoning_sae import UserError
+from reasoning_sae import SparseAutoencoder, UserError
 from reasoning_sae.steering import SteeringHook, steer, steering_vectors
 from tests.helpers import random_sae  # test_bad_inputs.py and test_readme.py import it from here
 
 
 def _hook(sae, features, targets, mode):
     return SteeringHook(steering_vectors(sae, features, gamma=1.0, mode=mode, f_max=targets), "all")
+
+
+def _as(sae, architecture: str, **cfg) -> SparseAutoencoder:
+    """`sae`'s weights in an SAE of another architecture (its extra state at its initial value)."""
+    other = SparseAutoencoder(sae.cfg.replace(architecture=architecture, **cfg))
+    other.load_state_dict(sae.state_dict(), strict=False)
+    other.feature_stats = sae.feature_stats
+    return other
+
+
+ARCHITECTURES = {"standard": {}, "topk": {"k": 4}, "jumprelu": {}, "batchtopk": {"k": 4},
+                 "matryoshka_batchtopk": {"k": 4, "matryoshka_widths": [8, 40]}}
 
 
 @pytest.mark.parametrize("apply_b_dec", [False, True])
@@ -22,6 +34,73 @@ def test_rank_one_clamp_equals_the_full_sae_with_its_error_kept(apply_b_dec):
         expected = sae.decode(feats) + error
         got = _hook(sae, features, targets, "clamp")(None, (), {}, x)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("apply_b_dec", [False, True])
+def test_clamp_on_a_jumprelu_sae_reads_each_latent_at_its_threshold(apply_b_dec):
+    """x + (gamma * f_max - f_i(x)) W_dec[i] with f_i from sae.encode: a latent whose pre-activation is positive but
+    below its threshold is 0 (clamp adds the whole target), one above it is its pre-activation."""
+    sae = _as(random_sae(d_in=24, d_sae=40, apply_b_dec=apply_b_dec), "jumprelu")
+    x = torch.randn(3, 7, 24, generator=torch.Generator().manual_seed(1)) * 5
+    features, targets = [3, 17, 30], [2.5, 0.0, 7.0]
+    with torch.no_grad():
+        pre_NG = sae.encode_pre(x)[..., features].flatten(0, 1)
+        for i, p in zip(features, pre_NG.T, strict=True):  # half the positive ones pass, none at the threshold
+            above = p[p > 0].sort().values
+            sae.threshold[i] = above[len(above) // 2 - 1: len(above) // 2 + 1].mean()
+        feats = sae.encode(x)
+        f_BSG = feats[..., features]
+        assert ((f_BSG == 0) & (sae.encode_pre(x)[..., features] > 0)).sum() >= 3 and (f_BSG > 0).sum() >= 3
+        expected = x + (torch.tensor(targets) - f_BSG) @ sae.W_dec[features]
+        got = _hook(sae, features, targets, "clamp")(None, (), {}, x)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        error = x - sae.decode(feats)  # the released code's form: set the latents in the full SAE, keep its error
+        feats[..., features] = torch.tensor(targets)
+        torch.testing.assert_close(got, sae.decode(feats) + error, atol=1e-5, rtol=1e-5)
+        relu = _hook(_as(sae, "standard"), features, targets, "clamp")(None, (), {}, x)
+    assert (relu - got).abs().max() > 0.1  # a ReLU reading would steer differently
+
+
+def test_clamp_on_a_batchtopk_sae_reads_its_running_threshold_in_memory_and_saved(tmp_path):
+    sae = _as(random_sae(d_in=24, d_sae=40), "matryoshka_batchtopk", **ARCHITECTURES["matryoshka_batchtopk"])
+    sae.topk_threshold.fill_(0.6)
+    x = torch.randn(2, 9, 24, generator=torch.Generator().manual_seed(2)) * 5
+    features, targets = [1, 8, 22], [3.0, 1.0, 5.0]
+    sae.save(tmp_path / "sae")
+    saved = SparseAutoencoder.load(tmp_path / "sae")
+    assert saved.cfg.architecture == "jumprelu"
+    with torch.no_grad():
+        f_BSG = sae.encode(x)[..., features]
+        pre_BSG = sae.encode_pre(x)[..., features]
+        assert ((pre_BSG > 0) & (pre_BSG <= 0.6)).any() and (f_BSG > 0).any()
+        expected = x + (torch.tensor(targets) - f_BSG) @ sae.W_dec[features]
+        for steered in (sae, saved):
+            got = _hook(steered, features, targets, "clamp")(None, (), {}, x)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_standard_clamp_is_the_relu_update_bit_for_bit():
+    sae = random_sae(d_in=24, d_sae=40, apply_b_dec=True)
+    vectors = steering_vectors(sae, [3, 17], gamma=1.0, mode="clamp", f_max=[2.5, 7.0])
+    assert vectors.threshold_G.tolist() == [0.0, 0.0]
+    x = torch.randn(3, 7, 24) * 5
+    relu_BSG = torch.relu((x - vectors.b_dec_D) @ vectors.enc_GD.T + vectors.enc_bias_G)
+    assert torch.equal(vectors.update(x), (vectors.targets_G - relu_BSG) @ vectors.vectors_GD)
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_add_steers_every_architecture_and_clamp_refuses_topk(architecture):
+    sae = _as(random_sae(d_in=24, d_sae=40), architecture, **ARCHITECTURES[architecture])
+    x = torch.randn(2, 5, 24)
+    with torch.no_grad():
+        got = _hook(sae, [4], [6.0], "add")(None, (), {}, x)
+        torch.testing.assert_close(got, x + 6.0 * sae.W_dec[4], atol=1e-6, rtol=0)
+    if architecture == "topk":
+        with pytest.raises(UserError, match=r"^steering mode clamp needs each latent's activation from its own "
+                                            r"pre-activation, which a topk SAE does not give: use mode=add$"):
+            steering_vectors(sae, [4], mode="clamp", f_max=1.0)
+    else:
+        assert steering_vectors(sae, [4], mode="clamp", f_max=1.0).mode == "clamp"
 
 
 def test_add_is_equation_7():
