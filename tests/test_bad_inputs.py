@@ -22,6 +22,7 @@ def world(tmp_path_factory):
     from hydra import compose, initialize_config_dir
 
     from reasoning_sae.models.config import conf_dir
+    from reasoning_sae.sae import SparseAutoencoder
     from tests.helpers import random_sae
 
     root = tmp_path_factory.mktemp("bad_inputs")
@@ -34,6 +35,8 @@ def world(tmp_path_factory):
     (bad / "math500.jsonl").write_text("problem,answer\n1+1,2\n")
     (bad / "evil.yaml").write_text("task: evil\n")
     random_sae().save(root / "sae")
+    topk = SparseAutoencoder(random_sae().cfg.replace(architecture="topk", k=4))
+    topk.save(root / "topk_sae")
     exp = root / ARTIFACTS / "demo"
     for stage in ("corpus", "vocab", "score", "interpret"):
         (exp / stage).mkdir(parents=True)
@@ -111,6 +114,15 @@ CASES = [
     ("sae lr negative", ["train", "sae.lr=-1"], "sae.lr"),
     ("sae lr text", ["train", "sae.lr=abc"], "sae.lr"),
     ("sae lr at reproduce's start", ["reproduce", "sae.lr=0"], "sae.lr=0: give a finite number > 0"),
+    ("matryoshka widths not increasing", ["train", "sae=matryoshka", "sae.matryoshka_widths=[512,128,9216]"],
+     "matryoshka_widths=[512, 128, 9216] is not strictly increasing"),
+    ("matryoshka widths short of d_sae", ["train", "sae=matryoshka", "sae.d_sae=4096"], "does not end at d_sae=4096"),
+    ("batchtopk k above d_sae", ["train", "sae=batchtopk", "sae.d_sae=32"], "sae.k=64 is more than d_sae=32"),
+    ("multi-SAE duplicate names", ["train", "train.saes=[{{name:a}},{{name:a}}]"], "train.saes names 'a' twice"),
+    ("multi-SAE unknown setting", ["train", "train.saes=[{{name:a,colour:red}}]"],
+     "train.saes entry a: unknown sae setting(s) ['colour']"),
+    ("multi-SAE layer out of range", ["train", "train.saes=[{{name:a,layer:40}}]"],
+     "train.saes entry a: layer=40 is out of range: give 0-29"),
     # the environment
     ("artifacts in /proc", ["corpus", "paths.artifacts=/proc/x"], "cannot be written"),
     ("artifacts under a file", ["corpus", "paths.artifacts={root}/bad/not_a_folder/x"], "is a file, not a folder"),
@@ -133,6 +145,14 @@ CASES = [
      "the Hugging Face Hub is unreachable"),
     ("feature outside the SAE", ["evaluate", "steering.features=[99999]", "LOCAL_SAE"], "99999"),
     ("corrupt f_max", ["evaluate", "steering.features=[3]", "LOCAL_SAE"], "f_max.json is corrupt"),
+    ("decoder-norm folding of a topk SAE", ["score", "score=released_code", "sae_source=local",
+                                            "sae_source.path={root}/topk_sae"],
+     "would change which latents a topk SAE selects: use the SAE unfolded (its activations are not rescaled by "
+     "decoder norm) (score.fold_decoder_norm=false)"),
+    ("clamp on a topk SAE", ["evaluate", "steering.features=[3]", "sae_source=local", "sae_source.path={root}/topk_sae",
+                             "experiment_name=ok", "steering.mode=clamp"],
+     "steering mode clamp needs each latent's activation from its own pre-activation, which a topk SAE does not give: "
+     "use mode=add"),
     ("steering vector name", ["evaluate", "steering.vectors=[meanshift]"], "unknown steering.vectors[0] 'meanshift'"),
     ("vector without features", ["evaluate", "steering.features=[]", "LOCAL_SAE"], "steering.features is empty"),
     ("score before DiffMean", ["evaluate", "steering.features=[3]", "LOCAL_SAE", "experiment_name=ok"],

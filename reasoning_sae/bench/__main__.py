@@ -1,16 +1,17 @@
 """`make bench`: every benchmark in one run, each as a ratio against its named baseline.
 
-`python -m reasoning_sae.bench [activations score falsify steering vllm sae_step]` runs the ones named (default: all)."""
+`python -m reasoning_sae.bench [activations score falsify steering vllm sae_step multi_sae]` runs the ones named
+(default: all)."""
 
 import importlib.util
 import sys
 
 import torch
 
-from reasoning_sae.bench import activations, falsify, sae_step, score, steering
+from reasoning_sae.bench import activations, falsify, multi_sae, sae_step, score, steering
 from reasoning_sae.models import load_lm
 
-BENCHES = ("activations", "score", "falsify", "steering", "vllm", "sae_step")
+BENCHES = ("activations", "score", "falsify", "steering", "vllm", "sae_step", "multi_sae")
 
 
 def bench_sae(lm):
@@ -38,6 +39,9 @@ def main(names: list[str] | None = None) -> None:
         lm = load_lm("smollm2-135m-instruct", device="cpu")
         if "activations" in names:
             print(activations.report(activations.run(lm)))
+            print()
+        if "multi_sae" in names:
+            print(multi_sae.report(multi_sae.run(lm)))
             print()
         label, sae = bench_sae(lm)
         if "score" in names:

@@ -5,8 +5,10 @@ The paper's model-diffing SAEs are whole SAE runs on other layers, models and da
 so this plans them from the experiment's diff config and runs one CLI command each (in order: a fine-tune after the
 SAE it starts from), every one with the overrides given here (trainer=gpu, sizes, ...):
 
-- a layer L of diff.crosslayer.layers: `train model.layer=L job_dir=<its SAE path less /train/sae>` on the
-  experiment's own corpus;
+- the layers of diff.crosslayer.layers: one `train` on the experiment's own corpus per run directory their SAE
+  paths share, which trains them all from one LM pass: the layer at `<run>/train/sae` is the run's model.layer
+  (none there: the experiment's), each at `<run>/train/saes/<name>/sae` a `train.saes` entry {name, layer}; a
+  run directory of one layer is the plain `train model.layer=L job_dir=<run>`;
 - a trajectory T of diff.stagewise.trajectories (S, SD, SDF, ...): `train` with job_dir=<its SAE path less
   /train/sae> on the corpus of T's last stage X (`corpus` under experiment_name `<experiment>-diff-X`: X's model and
   its data.sources entry alone, fraction 1), at the main SAE's layer; T of one letter from scratch on sae.training_tokens, a longer one fine-tuned from its
@@ -53,7 +55,8 @@ def job_dir(sae_path: str) -> Path:
     """The run directory whose train/sae is `sae_path`."""
     path = Path(sae_path)
     if path.parts[-2:] != ("train", "sae"):
-        raise UserError(f"{sae_path} does not end in train/sae: point the diff config at <a run dir>/train/sae")
+        raise UserError(f"{sae_path} does not end in train/sae: point the diff config at <a run dir>/train/sae (or, "
+                        f"for a layer, <a run dir>/train/saes/<name>/sae)")
     return path.parent.parent
 
 
@@ -66,14 +69,36 @@ def only_source(cfg: DictConfig, source: str) -> list[str]:
             "data.heldout.sequences=0"]
 
 
+def run_of(sae_path: str) -> tuple[Path, str | None]:
+    """The run directory of a layer SAE's path and its `train.saes` name (None: the run's main SAE)."""
+    path = Path(sae_path)
+    if len(path.parts) > 4 and path.parts[-4] == "train" and path.parts[-3] == "saes" and path.parts[-1] == "sae":
+        return path.parents[3], path.parts[-2]
+    return job_dir(sae_path), None
+
+
 def layer_steps(cfg: DictConfig, overrides: list[str]) -> list[Step]:
-    cl, steps = cfg.diff.crosslayer, []
+    cl, runs = cfg.diff.crosslayer, {}
     for layer in cl.layers or []:
         path = (cl.saes or {}).get(layer) or (cl.saes or {}).get(str(layer))
-        if path is None or has_sae(path):
+        if path is None:
             continue
-        steps.append(Step(f"layer {layer} SAE", ("train", *overrides, f"model.layer={layer}",
-                                                 f"job_dir={job_dir(path)}")))
+        run, name = run_of(path)
+        runs.setdefault(run, []).append((int(layer), name, has_sae(path)))
+    steps = []
+    for run, saes in runs.items():
+        if all(there for *_, there in saes):
+            continue
+        mains = [layer for layer, name, _ in saes if name is None]
+        if len(mains) > 1:
+            raise UserError(f"diff.crosslayer.saes puts layers {mains} all at {run}/train/sae: give each its own "
+                            f"run directory, or all but one a {run}/train/saes/<name>/sae path")
+        main = mains[0] if mains else int(cfg.model.layer)
+        extra = [f"{{name:{name},layer:{layer}}}" for layer, name, _ in saes if name is not None]
+        layers = [layer for layer, *_ in saes]
+        what = f"layer {layers[0]} SAE" if len(layers) == 1 else f"layer {', '.join(map(str, layers))} SAEs, one pass"
+        steps.append(Step(what, ("train", *overrides, f"model.layer={main}", f"job_dir={run}",
+                                 *([f"train.saes=[{','.join(extra)}]"] if extra else []))))
     return steps
 
 

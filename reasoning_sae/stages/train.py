@@ -4,7 +4,10 @@ Writes `sae/` (SAELens format, input scaling folded in, feature stats in sparsit
 (held-out evaluation), `density.png`, and `train_log.csv` with the logged metrics (one row per logged step, across
 kills and resumes). Lightning checkpoints live in a work directory beside the artifact until the run finishes, so
 `resume=true` continues a killed run exactly. Every setting is checked before anything is read or loaded, and a
-checkpoint that resume=true would load is checked to read back."""
+checkpoint that resume=true would load is checked to read back.
+
+`train.saes` adds SAEs trained from the same LM pass (train/multi.py), each written as the main one is, under
+`saes/<name>/` (sae/, metrics.json, density.png, train_log.csv)."""
 
 import contextlib
 import inspect
@@ -31,6 +34,7 @@ from reasoning_sae.train import history
 from reasoning_sae.train.build import build_sae
 from reasoning_sae.train.config import TrainConfig
 from reasoning_sae.train.module import NonFiniteTraining, SAEModule
+from reasoning_sae.train.multi import SAESpec, parse_saes
 from reasoning_sae.train.quality import density_histogram, sae_quality
 from reasoning_sae.train.store import ActivationDataModule, rank_batch_size, shard_bounds
 
@@ -54,13 +58,39 @@ def validate(cfg: DictConfig) -> TrainConfig:
     if tc.init_from and not (Path(tc.init_from) / CFG).is_file():
         raise UserError(f"sae.init_from={tc.init_from} is not an SAE directory (no cfg.json): point it at a trained "
                         f"sae/")
+    extra_saes(cfg, tc)
     return tc
+
+
+def extra_saes(cfg: DictConfig, tc: TrainConfig) -> list[SAESpec]:
+    """The checked `train.saes` entries: SAEs trained from the same LM pass as the main one ([]: none)."""
+    entries = cfg.train.get("saes") if cfg.get("train") else None
+    entries = OmegaConf.to_container(entries, resolve=True) if OmegaConf.is_config(entries) else entries
+    if not entries:
+        return []
+    if not isinstance(entries, list):
+        raise UserError(f"train.saes={entries!r}: give a list of {{name: ..., layer: ..., <sae setting>: ...}}")
+    mc = model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    specs = parse_saes(entries, OmegaConf.to_container(cfg.sae, resolve=True), tc, mc.layer, mc.n_layers)
+    if cfg.activation_cache:
+        raise UserError("activation_cache=true caches one layer for one SAE: set activation_cache=false to train "
+                        "train.saes from one pass")
+    for spec in specs:
+        if spec.tc.init_from and not (Path(spec.tc.init_from) / CFG).is_file():
+            raise UserError(f"train.saes entry {spec.name}: init_from={spec.tc.init_from} is not an SAE directory "
+                            f"(no cfg.json): point it at a trained sae/")
+    return specs
+
+
+def config_keys(cfg: DictConfig) -> tuple[str, ...]:
+    """What the run's fingerprint covers: `train` only when it lists SAEs, so a single-SAE run keeps its own."""
+    return CONFIG_KEYS + ("train",) if cfg.get("train") and cfg.train.get("saes") else CONFIG_KEYS
 
 
 def work_dir(cfg: DictConfig, ins: dict[str, str]) -> Path:
     """Where a run keeps its checkpoints, activation cache and logs until it finishes: keyed by the fingerprint of
     its settings and inputs, so only the very same run finds (and with resume=true continues) them."""
-    return output_dir(cfg, "train").with_name(f".train-work-{fingerprint(cfg, CONFIG_KEYS, ins)[:16]}")
+    return output_dir(cfg, "train").with_name(f".train-work-{fingerprint(cfg, config_keys(cfg), ins)[:16]}")
 
 
 def checkpoint_step(path: Path) -> int:
@@ -110,6 +140,9 @@ def inputs(cfg: DictConfig) -> dict[str, str]:
     ins = upstream_inputs(cfg, {"corpus": "train"})
     if cfg.sae.get("init_from"):  # the starting weights are an input: a new one retrains
         ins["init_from"] = path_fingerprint(cfg.sae.init_from)
+    for spec in extra_saes(cfg, TrainConfig.from_mapping(OmegaConf.to_container(cfg.sae, resolve=True))):
+        if spec.tc.init_from:
+            ins[f"init_from/{spec.name}"] = path_fingerprint(spec.tc.init_from)
     return ins
 
 
@@ -146,25 +179,27 @@ def run_name(cfg: DictConfig) -> str:
     return f"{cfg.experiment_name}-train" + (f"-job{job}" if job else "")
 
 
-def make_trainer(cfg: DictConfig, tc: TrainConfig, work: Path, logger):
+def make_trainer(cfg: DictConfig, tc: TrainConfig, work: Path, logger, multi: bool = False):
     import lightning as L
     from hydra.errors import InstantiationException
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from reasoning_sae.train.callbacks import BufferLink
+    from reasoning_sae.train.multi import MultiBufferLink
 
     checkpoint = ModelCheckpoint(dirpath=str(work / "checkpoints"), every_n_train_steps=checkpoint_every(tc),
                                  save_last=True, save_top_k=1, monitor=None)
     try:
-        callbacks = [checkpoint, BufferLink(), *map(instantiate, cfg.callbacks)]
+        callbacks = [checkpoint, MultiBufferLink() if multi else BufferLink(), *map(instantiate, cfg.callbacks)]
     except InstantiationException as err:
         reason = str(err).strip().splitlines()[0].split(", set env var HYDRA_FULL_ERROR")[0]
         raise UserError(f"callbacks: {reason}: give Lightning callbacks as "
                         f"{{_target_: module.Class, ...}}") from None
     try:
         return L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_steps=tc.total_steps,
-                         max_epochs=-1, gradient_clip_val=tc.grad_clip or None, gradient_clip_algorithm="norm",
+                         max_epochs=-1, gradient_clip_val=None if multi else tc.grad_clip or None,
+                         gradient_clip_algorithm=None if multi else "norm",  # multi: each SAE clips its own
                          log_every_n_steps=tc.log_every, callbacks=callbacks, enable_model_summary=False,
                          logger=logger, default_root_dir=str(work), num_sanity_val_steps=0)
     except (MisconfigurationException, TypeError, ValueError) as err:
@@ -211,13 +246,15 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
     resume = cfg.resume and last.is_file()
     if rank_zero_only.rank == 0:  # Lightning's CSV logger empties its file on start: keep what a killed run logged
         history.set_aside(work / "csv" / "metrics.csv", work / history.SEGMENTS, resume)
+    specs = extra_saes(cfg, tc)
     logger = make_logger(cfg, work, run_name(cfg))
-    trainer = make_trainer(cfg, tc, work, logger)
+    trainer = make_trainer(cfg, tc, work, logger, multi=bool(specs))
     world = trainer.world_size
     check_world(tc, world, len(train_ids))
     lm = load_lm(mc)
     hook = resid_post(mc.layer)
-    lm.hook_point(hook)  # layer range check
+    for point in (hook, *(s.hook for s in specs)):
+        lm.hook_point(point)  # layer range check
     metadata = {"model_name": mc.name, "model_revision": mc.revision, "hook_name": hook, "hook_layer": mc.layer,
                 "hook_head_index": None, "prepend_bos": bool(cfg.data.prepend_bos), "context_size": cfg.data.context_size,
                 "dataset_path": str(corpus_dir(cfg) / "train"), "exclude_special_tokens": list(mc.ignore_token_ids),
@@ -226,19 +263,30 @@ def build(cfg: DictConfig, out: Path, work: Path) -> dict:
                 "batch_size_tokens": tc.batch_size_tokens, "batch_size_tokens_per_rank": rank_batch_size(
                     tc.batch_size_tokens, world), "rank_shards": shard_bounds(len(train_ids), world)}
     seed_run(tc.seed)
-    module = SAEModule(build_sae(tc, lm.d_model, metadata), tc)
-    datamodule = ActivationDataModule(lm, train_ids, hook, tc.batch_size_tokens, tc.n_batches_in_buffer,
-                                      tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
-                                      cache_path=work / "activations.npy" if cfg.activation_cache else None,
-                                      sink_positions=mc.sink_positions)
+    if specs:
+        module, datamodule = multi_module(lm, train_ids, [SAESpec("", mc.layer, hook, tc), *specs], metadata, mc)
+    else:
+        module = SAEModule(build_sae(tc, lm.d_model, metadata), tc)
+        datamodule = ActivationDataModule(lm, train_ids, hook, tc.batch_size_tokens, tc.n_batches_in_buffer,
+                                          tc.store_batch_size_prompts, mc.ignore_token_ids, tc.seed,
+                                          cache_path=work / "activations.npy" if cfg.activation_cache else None,
+                                          sink_positions=mc.sink_positions)
     log.info("training %s on %s: %d steps of %d vectors (%d rank(s))%s", tc.architecture, hook, tc.total_steps,
              tc.batch_size_tokens, world, f", resuming from {last}" if resume else "")
+    if specs:
+        log.info("and from the same LM pass: %s", ", ".join(f"{s.name} ({s.tc.architecture} on {s.hook})"
+                                                            for s in specs))
     with one_process_group():
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
         except NonFiniteTraining as err:
             raise UserError(f"{err}{kept(work, tc)}") from None
-    summary = finish(cfg, module, lm, eval_ids, mc, tc, out, work, hook) if trainer.global_rank == 0 else {}
+    if trainer.global_rank != 0:
+        summary = {}
+    elif specs:
+        summary = finish_all(cfg, module, specs, lm, eval_ids, mc, tc, out, work, hook)
+    else:
+        summary = finish(cfg, module, lm, eval_ids, mc, tc, out, work, hook)
     if logger:
         logger.log_metrics({f"eval/{k}": v for k, v in summary.items()}, step=tc.total_steps)
         logger.finalize("success")
@@ -267,11 +315,44 @@ def finish(cfg, module: SAEModule, lm, eval_ids, mc, tc: TrainConfig, out: Path,
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
+def multi_module(lm, train_ids, specs: list[SAESpec], metadata: dict, mc):
+    """The host module and data module of a multi-SAE pass (specs[0]: the main SAE); each SAE built as alone."""
+    from reasoning_sae.train.multi import MultiActivationDataModule, MultiSAEModule
+
+    saes = [build_sae(s.tc, lm.d_model, {**metadata, "hook_name": s.hook, "hook_layer": s.layer, "init": s.tc.init})
+            for s in specs]
+    module = MultiSAEModule(saes, [s.tc for s in specs], [f"{s.name}/" if s.name else "" for s in specs])
+    return module, MultiActivationDataModule(lm, train_ids, specs, mc.ignore_token_ids, mc.sink_positions)
+
+
+def finish_all(cfg, module, specs: list[SAESpec], lm, eval_ids, mc, tc: TrainConfig, out: Path, work: Path,
+               hook: str) -> dict:
+    """The main SAE's artifact as a single run writes it, each other SAE's under saes/<name>/, each log its own."""
+    import dataclasses
+
+    from reasoning_sae.train.multi import split_log
+
+    main, *members = module.members
+    summary = finish(cfg, main, lm, eval_ids, mc, tc, out, work, hook)
+    for spec, member in zip(specs, members, strict=True):
+        sub = out / "saes" / spec.name
+        sub.mkdir(parents=True, exist_ok=True)
+        metrics = finish(cfg, member, lm, eval_ids, dataclasses.replace(mc, layer=spec.layer), spec.tc, sub, work,
+                         spec.hook)
+        summary.update({f"{spec.name}/{k}": v for k, v in metrics.items()})
+    split_log(out / "train_log.csv", {"": out / "train_log.csv",
+                                      **{f"{s.name}/": out / "saes" / s.name / "train_log.csv" for s in specs}})
+    return summary
+
+
 def card(cfg, sae_dir: Path, metrics: dict, mc, tc: TrainConfig, tokens: int) -> str:
     from reasoning_sae.artifacts import git_commit, lock_hash
     from reasoning_sae.train.card import model_card
 
-    sparsity = f"TopK, k = {tc.k}" if tc.architecture == "topk" else f"L1 coefficient {tc.l1_coefficient:g}"
+    sparsity = {"topk": f"TopK, k = {tc.k}", "batchtopk": f"BatchTopK, k = {tc.k} per token on average",
+                "matryoshka_batchtopk": f"Matryoshka BatchTopK, k = {tc.k}, widths {tc.matryoshka_widths}",
+                "jumprelu": f"JumpReLU, {tc.jumprelu_sparsity_loss_mode} L0 coefficient {tc.l0_coefficient:g}",
+                }.get(tc.architecture, f"L1 coefficient {tc.l1_coefficient:g}")
     sources = [str(s.path) for s in cfg.data.sources.values() if s.fraction > 0]
     return model_card(json.loads((sae_dir / CFG).read_text()), metrics, model=mc.name, revision=mc.revision, data=sources,
                       experiment=cfg.experiment_name, commit=git_commit(), lock=lock_hash(),
@@ -303,7 +384,7 @@ def run(cfg: DictConfig) -> Path:
 
     fresh = not work.exists()
     try:
-        return run_stage(cfg, "train", CONFIG_KEYS, ins, build_and_clean)
+        return run_stage(cfg, "train", config_keys(cfg), ins, build_and_clean)
     except BaseException:
         # A run stopped before it had anything to resume from leaves no work folder behind.
         if fresh and not any(work.glob("checkpoints/*.ckpt")) and not any(work.glob("activations*.npy")):

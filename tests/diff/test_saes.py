@@ -16,11 +16,13 @@ def artifacts(tmp_path, monkeypatch):
 def test_the_paper_plan_trains_layers_then_trajectories_after_their_prefixes(artifacts):
     steps = plan(["experiment=paper", "trainer=gpu"])
     assert [s.what for s in steps] == [
-        "the experiment's corpus", *(f"layer {layer} SAE" for layer in (13, 15, 17, 21, 23)),
+        "the experiment's corpus", "layer 13, 15, 17, 21, 23 SAEs, one pass",
         "stage S corpus", "trajectory S SAE", "stage D corpus", "trajectory SD SAE", "stage M corpus",
         "trajectory SM SAE", "stage F corpus", "trajectory SDF SAE", "trajectory SMF SAE"]
     by_name = {s.what: s.args for s in steps}
-    assert by_name["layer 13 SAE"][-2:] == ("model.layer=13", f"job_dir={artifacts}/paper/layers/L13")
+    assert by_name["layer 13, 15, 17, 21, 23 SAEs, one pass"][-3:] == (
+        "model.layer=13", f"job_dir={artifacts}/paper/layers",
+        "train.saes=[{name:L15,layer:15},{name:L17,layer:17},{name:L21,layer:21},{name:L23,layer:23}]")
     sdf = by_name["trajectory SDF SAE"]
     assert "experiment_name=paper-diff-F" in sdf and "model=deepseek-r1-distill-llama-8b" in sdf
     assert "data.sources.reasoning.fraction=1.0" in sdf and "data.sources.slimpajama.fraction=0.0" in sdf
@@ -32,10 +34,25 @@ def test_the_paper_plan_trains_layers_then_trajectories_after_their_prefixes(art
 
 
 def test_saes_already_there_are_not_trained_again(artifacts):
-    for path in (artifacts / "paper/layers/L13/train/sae", artifacts / "paper-diff-S/train/sae"):
-        random_sae(d_in=8, d_sae=4).save(path)
-    names = [s.what for s in plan(["experiment=paper"])]
-    assert "layer 13 SAE" not in names and "trajectory S SAE" not in names and "trajectory SD SAE" in names
+    layers = ("diff.crosslayer.layers=[13,15]",)
+    random_sae(d_in=8, d_sae=4).save(artifacts / "paper-diff-S/train/sae")
+    random_sae(d_in=8, d_sae=4).save(artifacts / "paper/layers/train/sae")
+    names = [s.what for s in plan(["experiment=paper", *layers])]
+    assert "layer 13, 15 SAEs, one pass" in names  # L15 is missing: the pass trains both
+    random_sae(d_in=8, d_sae=4).save(artifacts / "paper/layers/train/saes/L15/sae")
+    names = [s.what for s in plan(["experiment=paper", *layers])]
+    assert not any(n.startswith("layer") for n in names) and "trajectory S SAE" not in names
+    assert "trajectory SD SAE" in names
+
+
+def test_layers_in_run_directories_of_their_own_train_one_run_each(artifacts):
+    steps = plan(["experiment=paper", "diff.crosslayer.layers=[13,15]",
+                  f"diff.crosslayer.saes={{13:{artifacts}/a/train/sae,15:{artifacts}/b/train/sae}}"])
+    assert [s.args[-2:] for s in steps if s.what.startswith("layer")] == [
+        ("model.layer=13", f"job_dir={artifacts}/a"), ("model.layer=15", f"job_dir={artifacts}/b")]
+    with pytest.raises(UserError, match=r"puts layers \[13, 15\] all at"):
+        plan(["experiment=paper", "diff.crosslayer.layers=[13,15]",
+              f"diff.crosslayer.saes={{13:{artifacts}/a/train/sae,15:{artifacts}/a/train/sae}}"])
 
 
 def test_bad_diff_configs_are_one_line(artifacts, capsys):
@@ -50,5 +67,5 @@ def test_bad_diff_configs_are_one_line(artifacts, capsys):
 def test_dry_run_prints_the_commands_and_runs_nothing(artifacts, capsys):
     assert main(["experiment=paper", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 15 and out[0] == "[1/15] the experiment's corpus: python -m reasoning_sae corpus experiment=paper"
+    assert len(out) == 11 and out[0] == "[1/11] the experiment's corpus: python -m reasoning_sae corpus experiment=paper"
     assert not any(artifacts.iterdir())

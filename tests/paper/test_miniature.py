@@ -34,7 +34,7 @@ def paper_run(tmp_path_factory):
 def test_paper_in_miniature(paper_run):
     root, saes, log, verify = paper_run
     art = root / "artifacts"
-    assert "[12/12] trajectory SMF SAE" in saes and "Starting with 2 processes" in log
+    assert "[11/11] trajectory SMF SAE" in saes and "Starting with 2 processes" in log
     meta = json.loads((art / "paper" / "train" / "sae" / "cfg.json").read_text())["metadata"]
     assert (meta["world_size"], meta["batch_size_tokens_per_rank"], meta["tokens_seen"]) == (2, 128, 20480)
     for trajectory, tokens in (("S", 20480), ("SD", 6144), ("SM", 6144), ("SDF", 6144), ("SMF", 6144)):

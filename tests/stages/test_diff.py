@@ -155,7 +155,8 @@ def test_paper_experiment_reads_the_paper_saes(compose):
     assert sources == {"S": "cerebras/SlimPajama-627B", "D": "open-thoughts/OpenThoughts-114k",
                        "M": "cerebras/SlimPajama-627B", "F": "open-thoughts/OpenThoughts-114k"}
     assert set(dc.stagewise.saes) == set(dc.stagewise.trajectories) and set(dc.crosslayer.saes) == {13, 15, 17, 21, 23}
-    assert dc.crosslayer.saes[13].endswith("paper/layers/L13/train/sae")
+    assert dc.crosslayer.saes[13].endswith("paper/layers/train/sae")  # one pass: 13 the run's own SAE, the rest
+    assert dc.crosslayer.saes[15].endswith("paper/layers/train/saes/L15/sae")  # its train.saes entries
 
 
 def test_default_layers_are_offsets_inside_the_model(compose, tiny_llama_dir, upstream):

@@ -58,7 +58,8 @@ def _no_model(*_, **__):
 @pytest.mark.parametrize(("override", "message"), [
     ("model.layer=9", "model.layer=9 is out of range: the model has 4 layers, set model.layer to 0-3"),
     ("model.layer=abc", "model.layer='abc': give a whole number >= 0"),
-    ("sae.architecture=gated", "unknown sae.architecture 'gated': use one of standard, topk"),
+    ("sae.architecture=gated", "unknown sae.architecture 'gated': use one of batchtopk, jumprelu, "
+                               "matryoshka_batchtopk, standard, topk"),
     ("sae.colour=red", "unknown sae setting"),
     ("sae.training_tokens=10", "must be at least sae.batch_size_tokens"),
     ("sae.lr=nan", r"sae.lr=nan: give a finite number > 0 \(default: 5e-05\)"),
@@ -155,6 +156,28 @@ def test_resume_after_sigkill_ends_with_the_same_weights_and_log(tmp_path, tiny_
     assert _steps(log) == list(range(1, 20, 2))
     assert log.read_text() == (straight / "demo/train/train_log.csv").read_text()  # exact resume: the same rows
     assert not list(killed.glob("demo/.train-work-*/log-segments"))
+
+
+def test_a_multi_sae_run_resumes_after_sigkill_to_the_same_weights_and_logs(tmp_path, tiny_llama_dir):
+    """Two SAEs whose buffers refill at different times (4 and 6 batches): every buffer, its place in the shared LM
+    reads and each SAE's optimizer state come back from the checkpoint of step 10."""
+    args = (*tiny(tiny_llama_dir), "sae.log_every=2", "train.saes=[{name:L1,layer:1,n_batches_in_buffer:6}]")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert _cli(["corpus", *args], straight).returncode == 0
+    shutil.copytree(straight / "demo" / "corpus", killed / "demo" / "corpus")
+    assert _cli(["train", *args], straight).returncode == 0
+    crash = _cli(["train", *args, "callbacks=[{_target_:tests.helpers.KillAtStep,step:12}]"], killed)
+    assert crash.returncode == -9
+    resumed = _cli(["train", *args, "resume=true"], killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout + resumed.stderr
+    for sub in ("demo/train", "demo/train/saes/L1"):
+        a = load_file(straight / sub / "sae/sae_weights.safetensors")
+        b = load_file(killed / sub / "sae/sae_weights.safetensors")
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], atol=0, rtol=0)
+        assert _steps(killed / sub / "train_log.csv") == list(range(1, 20, 2))
+        assert (killed / sub / "train_log.csv").read_text() == (straight / sub / "train_log.csv").read_text()
 
 
 def test_multirun_gives_one_run_directory_and_one_wandb_run_per_job(tmp_path, tiny_llama_dir):
