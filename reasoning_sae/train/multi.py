@@ -267,9 +267,14 @@ class MultiSAEModule(L.LightningModule):
 
 def split_log(merged, outs: dict) -> None:
     """Each SAE's columns of a multi-SAE run's training log (`outs`: metric prefix -> file; prefix "" is the main
-    SAE's, whose metrics carry none), each row with its step and epoch, under the names a single run logs."""
+    SAE's, whose metrics carry none), each row with its step and epoch, under the names a single run logs. A run that
+    logged no CSV (e.g. logger=wandb) has no log to split."""
+    from pathlib import Path
+
     import pandas as pd
 
+    if not Path(merged).is_file():
+        return
     log = pd.read_csv(merged)
     prefixes = [p for p in outs if p]
     for prefix, path in outs.items():

@@ -163,3 +163,12 @@ def test_the_fingerprint_covers_train_saes_only_when_it_lists_some(compose, tiny
     assert train.config_keys(alone) == train.CONFIG_KEYS  # a single-SAE run keeps the fingerprint it had
     prints = {fingerprint(c, train.config_keys(c), {}) for c in (alone, one, other)}
     assert len(prints) == 3
+
+
+def test_a_run_that_logs_no_csv_writes_every_sae_without_a_log(compose, tiny_llama_dir):
+    cfg = compose("train", (*tiny(tiny_llama_dir), TWO, "logger=none"))
+    corpus.run(cfg)
+    out = train.run(cfg)
+    for sub in (out, out / "saes" / "L1", out / "saes" / "l1x2"):
+        assert (sub / "sae" / "cfg.json").is_file() and (sub / "metrics.json").is_file()
+        assert not (sub / "train_log.csv").exists()
