@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, each as a ratio against its named baseline.
 
-`python -m reasoning_sae.bench [activations score falsify steering vllm sae_step multi_sae]` runs the ones named
+`python -m reasoning_sae.bench [activations score falsify steering vllm sae_step sae_arch multi_sae]` runs the ones named
 (default: all)."""
 
 import importlib.util
@@ -8,10 +8,10 @@ import sys
 
 import torch
 
-from reasoning_sae.bench import activations, falsify, multi_sae, sae_step, score, steering
+from reasoning_sae.bench import activations, falsify, multi_sae, sae_arch, sae_step, score, steering
 from reasoning_sae.models import load_lm
 
-BENCHES = ("activations", "score", "falsify", "steering", "vllm", "sae_step", "multi_sae")
+BENCHES = ("activations", "score", "falsify", "steering", "vllm", "sae_step", "sae_arch", "multi_sae")
 
 
 def bench_sae(lm):
@@ -35,7 +35,7 @@ def main(names: list[str] | None = None) -> None:
         raise SystemExit(f"error: unknown benchmark {unknown[0]!r}: use any of {', '.join(BENCHES)}")
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    if set(names) - {"sae_step"}:
+    if set(names) - {"sae_step", "sae_arch"}:
         lm = load_lm("smollm2-135m-instruct", device="cpu")
         if "activations" in names:
             print(activations.report(activations.run(lm)))
@@ -62,6 +62,9 @@ def main(names: list[str] | None = None) -> None:
         print()
     if "sae_step" in names:
         print(sae_step.report(sae_step.run()))
+    if "sae_arch" in names:
+        print()
+        print(sae_arch.report(sae_arch.run()))
 
 
 if __name__ == "__main__":  # import-safe: vLLM spawns its workers, which import the main module again
