@@ -152,6 +152,8 @@ class SAEModule(L.LightningModule):
             "details/current_l1_coefficient": self.l1_coefficient(step),
             "details/n_training_tokens": self.tokens_seen.float(),
         })
+        if hasattr(self.sae, "topk_threshold"):  # batchtopk's running inference threshold, as SAELens logs it
+            metrics["metrics/topk_threshold"] = self.sae.topk_threshold
         return {k: float(v) for k, v in metrics.items()}
 
     # --- export ------------------------------------------------------------------------------------------------

@@ -119,9 +119,16 @@ def test_a_tiny_fit_of_each_sae_lens_architecture(tmp_path, architecture, extra)
     assert module.sae.cfg.d_sae == 16 and module.sae.cfg.architecture == architecture
     before = module.sae.W_enc.detach().clone()
     data = torch.utils.data.DataLoader(torch.randn(400, 8, generator=torch.Generator().manual_seed(0)), batch_size=20)
+    logged = []
+    module.log_dict = lambda metrics, **_: logged.append(metrics)
     L.Trainer(max_steps=cfg.total_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, default_root_dir=tmp_path).fit(module, data)
     assert not torch.equal(module.sae.W_enc, before)
+    assert len(logged) == cfg.total_steps // cfg.log_every
+    # batchtopk and matryoshka log their running threshold, as SAELens does
+    assert ("metrics/topk_threshold" in logged[-1]) == (architecture != "jumprelu")
+    if architecture != "jumprelu":
+        assert logged[-1]["metrics/topk_threshold"] == pytest.approx(float(module.sae.topk_threshold))
     if architecture == "jumprelu":
         assert not torch.equal(module.sae.threshold, torch.full((16,), 0.05))
     else:
