@@ -52,13 +52,16 @@ class SparseAutoencoder(nn.Module):
     def training_loss(self, x_BD: torch.Tensor, **coefficients) -> TrainOutput:
         raise NotImplementedError
 
-    def latent_activation(self, pre_BG: torch.Tensor, idx_G: torch.Tensor) -> torch.Tensor:
-        """The activations of latents `idx_G` [G] from their own pre-activations `pre_BG` [..., G] alone (what
-        steering's clamp mode needs). Architectures whose latent depends on the others' pre-activations refuse."""
-        from reasoning_sae.errors import UserError
+    def latent_thresholds(self, idx_G: torch.Tensor) -> torch.Tensor:
+        """The JumpReLU threshold [G] of latents `idx_G`: each such latent is relu(pre_i) * [pre_i > threshold_i] of
+        its own pre-activation alone (what steering's clamp mode reads). Architectures whose latent depends on the
+        others' pre-activations do not override this and refuse."""
+        raise clamp_refused(self.cfg.architecture)
 
-        raise UserError(f"steering mode clamp needs each latent's activation from its own pre-activation, which a "
-                        f"{self.cfg.architecture} SAE does not give: use mode=add")
+    def latent_activation(self, pre_BG: torch.Tensor, idx_G: torch.Tensor) -> torch.Tensor:
+        """The activations of latents `idx_G` [G] from their own pre-activations `pre_BG` [..., G] alone."""
+        threshold_G = self.latent_thresholds(idx_G).to(pre_BG.dtype)
+        return torch.relu(pre_BG) * (pre_BG > threshold_G).to(pre_BG.dtype)
 
     def saved_form(self) -> tuple[SAEConfig, dict[str, torch.Tensor]]:
         """The cfg and the tensors `save` writes (an architecture with more state adds to them)."""
@@ -153,6 +156,18 @@ class SparseAutoencoder(nn.Module):
         from reasoning_sae.sae.io import load_sae
 
         return load_sae(path, device)
+
+
+def clamp_refused(architecture: str):
+    from reasoning_sae.errors import UserError
+
+    return UserError(f"steering mode clamp needs each latent's activation from its own pre-activation, which a "
+                     f"{architecture} SAE does not give: use mode=add")
+
+
+def has_latent_thresholds(sae_class: type[SparseAutoencoder]) -> bool:
+    """Whether the class gives each latent from its own pre-activation (it overrides `latent_thresholds`)."""
+    return sae_class.latent_thresholds is not SparseAutoencoder.latent_thresholds
 
 
 _REGISTRY: dict[str, type[SparseAutoencoder]] = {}

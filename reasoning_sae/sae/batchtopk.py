@@ -45,8 +45,8 @@ class BatchTopKSAE(SparseAutoencoder):
         """The inference form: JumpReLU at the running threshold (what the saved jumprelu SAE computes)."""
         return jumprelu(pre_BF, self.topk_threshold.to(pre_BF.dtype))
 
-    def latent_activation(self, pre_BG: torch.Tensor, idx_G: torch.Tensor) -> torch.Tensor:
-        return self.activation(pre_BG)
+    def latent_thresholds(self, idx_G: torch.Tensor) -> torch.Tensor:
+        return self.topk_threshold.expand(len(idx_G))  # the inference JumpReLU's one threshold
 
     def training_loss(self, x_BD: torch.Tensor, topk_threshold_lr: float = 0.01, **settings) -> TrainOutput:
         """`reference_loss`, then the threshold update of SAELens' BatchTopKTrainingSAE.training_forward_pass."""

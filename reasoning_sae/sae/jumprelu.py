@@ -69,8 +69,8 @@ class JumpReLUSAE(SparseAutoencoder):
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         return jumprelu(pre_BF, self.threshold.to(pre_BF.dtype))
 
-    def latent_activation(self, pre_BG: torch.Tensor, idx_G: torch.Tensor) -> torch.Tensor:
-        return jumprelu(pre_BG, self.threshold[idx_G].to(pre_BG.dtype))
+    def latent_thresholds(self, idx_G: torch.Tensor) -> torch.Tensor:
+        return self.threshold[idx_G.to(self.threshold.device)]
 
     def training_loss(self, x_BD: torch.Tensor, **settings) -> TrainOutput:
         """`reference_loss` after SAELens' projection of the threshold to >= 0 (JumpReLUTrainingSAE.

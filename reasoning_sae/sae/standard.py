@@ -96,8 +96,8 @@ class StandardSAE(SparseAutoencoder):
     def activation(self, pre_BF: torch.Tensor) -> torch.Tensor:
         return torch.relu(pre_BF)
 
-    def latent_activation(self, pre_BG: torch.Tensor, idx_G: torch.Tensor) -> torch.Tensor:
-        return torch.relu(pre_BG)
+    def latent_thresholds(self, idx_G: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(idx_G), dtype=self.W_enc.dtype, device=self.W_enc.device)  # relu(pre) * [pre > 0]
 
     def training_loss(self, x_BD: torch.Tensor, l1_coefficient: float = 1.0, **_) -> TrainOutput:
         """MSE summed over d_in + l1_coefficient * sum_i f_i ||W_dec,i||, both averaged over the batch."""

@@ -135,9 +135,9 @@ def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[
         raise UserError(f"unknown steering mode {mode!r}: use one of {MODES}")
     check_site(site)
     idx = torch.tensor(features)
-    threshold_G = latent_thresholds(sae, idx) if mode == "clamp" else torch.zeros(len(features))
     targets = [g * m for g, m in zip(gammas, _f_max(sae, features, f_max), strict=True)]
     with torch.no_grad():
+        threshold_G = sae.latent_thresholds(idx) if mode == "clamp" else torch.zeros(len(idx))
         return SteeringVectors(
             vectors_GD=sae.W_dec[idx].to(device, dtype), enc_GD=sae.W_enc[:, idx].T.to(device, dtype),
             enc_bias_G=sae.b_enc[idx].to(device, dtype), targets_G=torch.tensor(targets, device=device, dtype=dtype),
@@ -145,37 +145,14 @@ def steering_vectors(sae, feature: int | Sequence[int], gamma: float | Sequence[
             threshold_G=threshold_G.to(device, dtype))
 
 
-def _clamp_refused(architecture: str) -> UserError:
-    # SparseAutoencoder.latent_activation's wording
-    return UserError(f"steering mode clamp needs each latent's activation from its own pre-activation, which a "
-                     f"{architecture} SAE does not give: use mode=add")
-
-
 def check_clamp(architecture: str) -> None:
     """A UserError unless clamp can read a latent of this architecture (cfg.json's name) from its own pre-activation
     as a JumpReLU: from the name alone, so a stage checks it before any weights or model load."""
-    from reasoning_sae.sae import BatchTopKSAE, JumpReLUSAE, StandardSAE, architecture_class
+    from reasoning_sae.sae import architecture_class
+    from reasoning_sae.sae.base import clamp_refused, has_latent_thresholds
 
-    if not issubclass(architecture_class(architecture), (StandardSAE, JumpReLUSAE, BatchTopKSAE)):
-        raise _clamp_refused(architecture)
-
-
-def latent_thresholds(sae, idx_G: torch.Tensor) -> torch.Tensor:
-    """The JumpReLU threshold [G] of latents `idx_G`, such that f_i = relu(pre_i) * [pre_i > threshold_i] (what
-    clamp's rank-1 update computes): 0 for standard, `threshold` for jumprelu, the running `topk_threshold` for an
-    in-memory batchtopk / matryoshka_batchtopk (a JumpReLU outside training). A UserError for any other."""
-    from reasoning_sae.sae import BatchTopKSAE, JumpReLUSAE, StandardSAE
-
-    if isinstance(sae, JumpReLUSAE):
-        threshold = sae.threshold
-    elif isinstance(sae, BatchTopKSAE):  # matryoshka_batchtopk too
-        threshold = sae.topk_threshold
-    elif isinstance(sae, StandardSAE):
-        threshold = torch.zeros(())
-    else:
-        raise _clamp_refused(sae.cfg.architecture)
-    threshold = threshold.detach().float().cpu()
-    return threshold.expand(len(idx_G)).clone() if threshold.ndim == 0 else threshold[idx_G.cpu()].clone()
+    if not has_latent_thresholds(architecture_class(architecture)):
+        raise clamp_refused(architecture)
 
 
 @contextlib.contextmanager
